@@ -206,6 +206,8 @@ def iter_frames(
         except av.error.FFmpegError as exc:
             raise MediaError(file, f"video decoding failed near {next_time:.1f} s: {exc}",
                              _FIX_CORRUPT) from None
+        if file.suffix.lower() not in IMAGE_SUFFIXES:
+            _check_complete(file, container, next_time - step, start, end)
 
 
 def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -265,7 +267,25 @@ def iter_audio(
             position = buffer.time + buffer.filled / sample_rate
             raise MediaError(file, f"audio decoding failed near {position:.1f} s: {exc}",
                              _FIX_CORRUPT) from None
+        reached = buffer.time + buffer.filled / sample_rate
         yield from buffer.flush(end)
+        _check_complete(file, container, reached, start, end)
+
+
+def _check_complete(file: Path, container, reached: float, start: float, end: float | None) -> None:
+    """Raise when decoding stopped well before the duration the header promised (truncation)."""
+    video = container.streams.video[0] if container.streams.video else None
+    audio = container.streams.audio[0] if container.streams.audio else None
+    expected = _duration(container, video, audio)
+    if end is not None:
+        expected = min(expected, end)
+    if expected - max(reached, start) > max(1.0, 0.05 * expected):
+        raise MediaError(
+            file,
+            f"truncated or corrupt: decoding stopped at {max(reached, 0.0):.1f} s of "
+            f"{expected:.1f} s",
+            _FIX_CORRUPT,
+        )
 
 
 class _ChunkBuffer:

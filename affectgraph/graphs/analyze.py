@@ -1,0 +1,42 @@
+"""The analysis graph: ingest, speech turns and specialists in parallel, then the join.
+
+::
+
+    START -> ingest -> face ---------------------------\\
+                    \\-> speech -> voice, transcript --> collect -> END
+
+Nodes run through LangGraph ``Send`` so that face analysis overlaps with voice activity
+detection, and voice with transcript. ``collect`` is deferred: it runs once, after all of them.
+"""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+
+from affectgraph.graphs import nodes
+from affectgraph.graphs.context import AnalysisContext
+from affectgraph.graphs.state import AnalysisState
+
+
+def build_analysis_graph() -> StateGraph:
+    """The uncompiled analysis graph, for callers that add or replace nodes before compiling."""
+    graph = StateGraph(AnalysisState, context_schema=AnalysisContext)
+    graph.add_node("ingest", nodes.ingest)
+    graph.add_node("speech", nodes.speech)
+    graph.add_node("face", nodes.face)
+    graph.add_node("voice", nodes.voice)
+    graph.add_node("transcript", nodes.transcript)
+    graph.add_node("collect", nodes.collect, defer=True)
+    graph.add_edge(START, "ingest")
+    graph.add_conditional_edges("ingest", nodes.route_after_ingest, ["face", "speech", "collect"])
+    graph.add_conditional_edges("speech", nodes.route_after_speech,
+                                ["voice", "transcript", "collect"])
+    for name in ("face", "voice", "transcript"):
+        graph.add_edge(name, "collect")
+    graph.add_edge("collect", END)
+    return graph
+
+
+def compile_analysis_graph(**compile_kwargs):
+    """The compiled analysis graph (pass ``checkpointer=...`` to persist runs)."""
+    return build_analysis_graph().compile(**compile_kwargs)

@@ -1,0 +1,148 @@
+"""The analysis graph's nodes: plain functions of the state returning partial updates.
+
+Models reach the nodes through ``runtime.context`` (:class:`~affectgraph.graphs.context.
+AnalysisContext`); the state carries only serialisable records.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from affectgraph import media
+from affectgraph.errors import AffectGraphError
+from affectgraph.graphs.context import SPECIALISTS, AnalysisContext
+from affectgraph.graphs.state import AnalysisState
+
+log = logging.getLogger(__name__)
+
+Node = Callable[[AnalysisState, Runtime[AnalysisContext]], dict[str, Any]]
+
+
+def ingest(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+    """Probe the clip and decide which specialists can run on it."""
+    started = time.perf_counter()
+    info = media.probe(state["path"])
+    chosen = runtime.context.options.specialists
+    skipped = {name: "switched off" for name in SPECIALISTS if name not in chosen}
+    if not info.has_video:
+        skipped.setdefault("face", "the file has no video stream")
+    if not info.has_audio:
+        skipped.setdefault("voice", "the file has no audio stream")
+        if not state.get("transcript_file"):
+            skipped.setdefault("transcript", "the file has no audio stream and no transcript was given")
+    return {"media": info, "skipped": skipped, "evidence": [], "failures": {},
+            "seconds": {"ingest": time.perf_counter() - started}}
+
+
+def route_after_ingest(state: AnalysisState) -> list[Send]:
+    """Face runs beside speech-turn detection; voice and transcript wait for the turns."""
+    skipped = state.get("skipped", {})
+    sends = [Send("face", state)] if "face" not in skipped else []
+    if "voice" not in skipped or "transcript" not in skipped:
+        sends.append(Send("speech", state))
+    return sends or [Send("collect", state)]
+
+
+def route_after_speech(state: AnalysisState) -> list[Send]:
+    skipped = state.get("skipped", {})
+    sends = [Send(name, state) for name in ("voice", "transcript") if name not in skipped]
+    return sends or [Send("collect", state)]
+
+
+def guarded(name: str) -> Callable[[Node], Node]:
+    """Time a node; record a failure instead of sinking the run (unless options are strict)."""
+
+    def wrap(node: Node) -> Node:
+        @functools.wraps(node)
+        def run(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                update = node(state, runtime)
+            except Exception as exc:  # a specialist's failure must not sink the others
+                if runtime.context.options.strict:
+                    raise
+                if not isinstance(exc, AffectGraphError):
+                    log.exception("specialist %s failed", name)
+                update = {"failures": {name: f"{type(exc).__name__}: {exc}"}}
+            seconds = {name: time.perf_counter() - started}
+            return {**update, "seconds": {**update.get("seconds", {}), **seconds}}
+
+        return run
+
+    return wrap
+
+
+@guarded("speech")
+def speech(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+    """Voice activity detection: the speech turns voice and transcript analyse."""
+    from affectgraph.segments import VadModel, find_turns
+
+    ctx = runtime.context
+    if not state["media"].has_audio:
+        return {"turns": []}
+    vad = ctx.toolbox.get(("vad",), lambda: VadModel.load(threads=ctx.toolbox.threads))
+    turns = find_turns(state["path"], options=ctx.options.turns, vad=vad,
+                       progress=lambda s: ctx.progress("speech", s))
+    return {"turns": turns}
+
+
+@guarded("face")
+def face(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+    from affectgraph.tools.face import FaceModel, analyze_face
+
+    ctx = runtime.context
+    options = ctx.options.face
+    model = ctx.toolbox.get(
+        ("face", options.backend),
+        lambda: FaceModel.load(ctx.toolbox.registry, backend=options.backend,
+                               threads=ctx.toolbox.threads),
+    )
+    evidence = analyze_face(state["path"], options=options, model=model,
+                            progress=lambda s: ctx.progress("face", s))
+    return {"evidence": evidence}
+
+
+@guarded("voice")
+def voice(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+    from affectgraph.tools.voice import VoiceModel, analyze_voice
+
+    ctx = runtime.context
+    model = ctx.toolbox.get(("voice",), VoiceModel.load)
+    evidence = analyze_voice(state["path"], state.get("turns", []), options=ctx.options.voice,
+                             model=model, progress=lambda s: ctx.progress("voice", s))
+    return {"evidence": evidence}
+
+
+@guarded("transcript")
+def transcript(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+    from affectgraph.tools.text_emotion import load_text_emotion
+    from affectgraph.tools.transcript import TranscriptModel, analyze_transcript, transcript_from_file
+
+    ctx = runtime.context
+    options = ctx.options.transcript
+    text_model = ctx.toolbox.get(("text-emotion", options.text_emotion),
+                                 lambda: load_text_emotion(options.text_emotion))
+    if given := state.get("transcript_file"):
+        evidence = transcript_from_file(given, text_emotion=text_model)
+        return {"evidence": evidence}
+    asr = ctx.toolbox.get(
+        ("asr", options.model, options.backend),
+        lambda: TranscriptModel.load(options.model, ctx.toolbox.registry, backend=options.backend,
+                                     threads=ctx.toolbox.threads),
+    )
+    evidence = analyze_transcript(state["path"], state.get("turns", []), options=options,
+                                  model=asr, text_emotion=text_model,
+                                  progress=lambda s: ctx.progress("transcript", s))
+    return {"evidence": evidence}
+
+
+def collect(state: AnalysisState) -> dict[str, Any]:
+    """Join point after every specialist has finished (runs once, deferred)."""
+    return {}
