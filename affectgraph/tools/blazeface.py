@@ -65,7 +65,7 @@ def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, float, flo
     height, width = rgb.shape[:2]
     scale = size / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), Image.Resampling.BILINEAR))
     pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
     square = np.zeros((size, size, 3), dtype=np.uint8)
     square[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
@@ -141,7 +141,8 @@ class BlazeFace:
                 continue
             x0, x1 = (x0 * self.size - pad_x) / scale, (x1 * self.size - pad_x) / scale
             y0, y1 = (y0 * self.size - pad_y) / scale, (y1 * self.size - pad_y) / scale
-            detections.append(Detection(float(x0), float(y0), float(x1 - x0), float(y1 - y0), score))
+            box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+            detections.append(Detection(*box, score))
         return detections
 
     def _corners(self, raw: np.ndarray, anchors: np.ndarray) -> np.ndarray:

@@ -61,12 +61,12 @@ def grey(face: np.ndarray, size: int) -> np.ndarray:
     """An (h, w, 3) uint8 RGB crop as a (size, size) float32 grey image in [0, 255]."""
     from PIL import Image
 
-    image = Image.fromarray(face).convert("L").resize((size, size), Image.BILINEAR)
+    image = Image.fromarray(face).convert("L").resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.float32)
 
 
 def _expression(probabilities: np.ndarray, features: np.ndarray | None) -> Expression:
-    scores = dict(zip(_CANONICAL, (float(p) for p in probabilities)))
+    scores = dict(zip(_CANONICAL, (float(p) for p in probabilities), strict=True))
     embedding = None
     if features is not None:
         embedding = (features / max(float(np.linalg.norm(features)), 1e-12)).astype(np.float32)
@@ -120,9 +120,13 @@ def deepface_weights() -> Path:
         raise ModelUnavailable(
             f"the deepface backend needs the deepface package ({exc}); run `{DEEPFACE_INSTALL}`"
         ) from None
-    engine = backend_utils.get_backend_engine()
+    try:
+        engine = backend_utils.get_backend_engine()
+    except ValueError as exc:  # DEEPFACE_BACKEND_ENGINE names a missing or unknown engine
+        raise ModelUnavailable(f"deepface has no engine to run on: {exc}") from None
     home = Path(folder_utils.get_deepface_home())
-    return home / ".deepface" / "weights" / f"facial_expression_model_weights.{_DEEPFACE_WEIGHTS[engine]}"
+    name = f"facial_expression_model_weights.{_DEEPFACE_WEIGHTS[engine]}"
+    return home / ".deepface" / "weights" / name
 
 
 class DeepFaceClassifier:
@@ -157,7 +161,8 @@ class DeepFaceClassifier:
             # deepface's own analyse path: BGR, letterboxed to 224x224 in [0, 1].
             image = self._resize(np.ascontiguousarray(face[:, :, ::-1]), (224, 224))
             probabilities = np.asarray(self._client.predict(image[0]), dtype=np.float64)
-            out.append(_expression(probabilities, self._pooled.pop() if self._pooled else None))
+            features = self._pooled.pop() if self._pooled is not None else None
+            out.append(_expression(probabilities, features))
         return out
 
 
