@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -30,9 +33,28 @@ app.add_typer(models_app, name="models")
 
 err = Console(stderr=True)
 PROGRESS_MIN_SECONDS = 5.0
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(command: F) -> F:
+    """Print a user error as one line naming the problem and the fix; exit with status 2."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AffectGraphError as exc:
+            message = str(exc)
+        except ValidationError as exc:
+            message = f"invalid option: {_first_error(exc)}"
+        print(f"error: {message}", file=sys.stderr)
+        raise typer.Exit(2)
+
+    return run  # type: ignore[return-value]
 
 
 @app.command()
+@user_errors
 def analyze(
     path: Annotated[Path, typer.Argument(help="A clip: video, audio or a still image.")],
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full evidence as JSON here ('-' for stdout).")] = None,
@@ -86,6 +108,7 @@ def analyze(
 
 
 @models_app.command("list")
+@user_errors
 def models_list() -> None:
     """Every model in the registry: role, licence and whether it is on this machine."""
     from rich.table import Table
@@ -106,6 +129,7 @@ def models_list() -> None:
 
 
 @models_app.command("pull")
+@user_errors
 def models_pull(
     names: Annotated[Optional[list[str]], typer.Argument(help="Models to fetch (default: the analysis models).")] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Fetch every model, the LLM included.")] = False,
@@ -124,23 +148,8 @@ def models_pull(
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit status 2."""
-    try:
-        app(standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except AffectGraphError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
-    except ValidationError as exc:
-        err.print(f"[red]error:[/] invalid option: {_first_error(exc)}", highlight=False)
-        sys.exit(2)
+    """Entry point of ``python -m affectgraph``."""
+    app()
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from affectgraph import media
-from affectgraph.errors import AffectGraphError
+from affectgraph.errors import AffectGraphError, ConfigError, InputError
 from affectgraph.graphs.context import SPECIALISTS, AnalysisContext
 from affectgraph.graphs.state import AnalysisState
 
@@ -57,7 +57,12 @@ def route_after_speech(state: AnalysisState) -> list[Send]:
 
 
 def guarded(name: str) -> Callable[[Node], Node]:
-    """Time a node; record a failure instead of sinking the run (unless options are strict)."""
+    """Time a node; record a failure instead of sinking the run (unless options are strict).
+
+    A wrong option or input file (:class:`ConfigError`, :class:`InputError`) is the user's to
+    fix and is always raised; a model or media failure of one specialist is recorded so the
+    others still deliver.
+    """
 
     def wrap(node: Node) -> Node:
         @functools.wraps(node)
@@ -65,6 +70,8 @@ def guarded(name: str) -> Callable[[Node], Node]:
             started = time.perf_counter()
             try:
                 update = node(state, runtime)
+            except (ConfigError, InputError):
+                raise
             except Exception as exc:  # a specialist's failure must not sink the others
                 if runtime.context.options.strict:
                     raise

@@ -1,0 +1,3 @@
+from affectgraph.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""The command line as a user runs it: real processes, real files, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "affectgraph", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_analyze_prints_a_summary_and_writes_json(ravdess_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "evidence.json"
+    result = run("analyze", str(ravdess_clip), "--json", str(out), "--asr-model", "whisper-tiny.en")
+    assert result.returncode == 0, result.stderr
+    for heading in ("Face", "Voice", "Words"):
+        assert heading in result.stdout
+    assert "kids are talking by" in result.stdout.lower()
+    data = json.loads(out.read_text())
+    assert data["media"]["kind"] == "video"
+    assert {e["modality"] for e in data["evidence"]} == {"face", "voice", "text"}
+
+
+def test_json_to_stdout_with_switches(speech_wav: Path) -> None:
+    result = run("analyze", str(speech_wav), "--json", "-", "--no-transcript", "--no-face")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {e["modality"] for e in data["evidence"]} == {"voice"}
+    assert data["skipped"]["transcript"] == "switched off"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["analyze", "nope.mp4"], "nope.mp4: no such file"),
+        (["analyze", "{clip}", "--fps", "-1"], "fps"),
+        (["analyze", "{clip}", "--asr-model", "whisper-bse"], "did you mean 'whisper-base'"),
+        (["analyze", "{clip}", "--channels", "both"], "channels"),
+        (["analyze", "{clip}", "--transcript", "missing.vtt"], "missing.vtt"),
+        (["models", "pull", "whisper-bse"], "did you mean 'whisper-base'"),
+        (["analyze", "{clip}", "--colour"], "No such option"),
+    ],
+)
+def test_user_errors_are_one_clear_line(args: list[str], message: str, speech_wav: Path) -> None:
+    result = run(*[a.replace("{clip}", str(speech_wav)) for a in args])
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_renamed_text_file(tmp_path: Path) -> None:
+    fake = tmp_path / "meeting.mp4"
+    fake.write_text("minutes of the meeting\n" * 30)
+    result = run("analyze", str(fake))
+    assert result.returncode == 2
+    assert "meeting.mp4: not a readable media file (it looks like a text file)" in result.stderr
+
+
+def test_models_list_shows_licences() -> None:
+    result = run("models", "list")
+    assert result.returncode == 0
+    assert "whisper-base" in result.stdout and "Apache-2.0" in result.stdout
