@@ -1,0 +1,1 @@
+"""Trained emotion heads: small calibrated classifiers over specialist features or embeddings."""
