@@ -189,7 +189,11 @@ class Word(_Frozen):
 
 
 class TranscriptEvidence(_Evidence):
-    """One transcript segment: its text, words with times, language and text emotion."""
+    """One transcript segment: its text, words with times, language and text emotion.
+
+    ``speaker`` is the speaker's name when known: the turn's channel role, or a given
+    transcript's speaker (a WebVTT ``<v Name>`` tag, a JSON ``speaker``).
+    """
 
     modality: Literal["text"] = "text"
     text: str = ""
@@ -198,6 +202,7 @@ class TranscriptEvidence(_Evidence):
     source: Literal["asr", "given"] = "asr"
     asr_confidence: float | None = Field(default=None, ge=0, le=1)
     channel: int = 0
+    speaker: str | None = None
 
 
 Evidence = Annotated[FaceEvidence | VoiceEvidence | TranscriptEvidence, Field(discriminator="modality")]
