@@ -174,7 +174,7 @@ class VoiceEvidence(_Evidence):
     """One speech turn: its eGeMAPSv02 functionals and a prosody summary."""
 
     modality: Literal["voice"] = "voice"
-    channel: int = 0
+    channel: int | None = None
     features: dict[str, float] = Field(default_factory=dict)
     prosody: Prosody | None = None
 
@@ -201,7 +201,7 @@ class TranscriptEvidence(_Evidence):
     words: list[Word] = Field(default_factory=list)
     source: Literal["asr", "given"] = "asr"
     asr_confidence: float | None = Field(default=None, ge=0, le=1)
-    channel: int = 0
+    channel: int | None = None
     speaker: str | None = None
 
 
@@ -227,12 +227,13 @@ def renumber(records: list[Evidence]) -> list[Evidence]:
 
 
 class Turn(_Frozen):
-    """A speech turn found by voice activity detection: a span on one audio channel.
+    """A speech turn found by voice activity detection: a span of the audio.
 
-    ``channel`` is the audio channel (0 when the audio was mixed to mono); ``role`` names the
-    speaker on that channel when the user gave channel roles (``agent``, ``customer``).
+    ``channel`` is the audio channel the turn was found on (a stereo call analysed one speaker
+    per channel), or ``None`` for the mono mix of all channels; ``role`` names the speaker when
+    the user gave roles (``agent``, ``customer``).
     """
 
     span: TimeSpan
-    channel: int = 0
+    channel: int | None = None
     role: str | None = None

@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from affectgraph import media
-from affectgraph.errors import ConfigError, ModelUnavailable
+from affectgraph.errors import ConfigError, InputError, ModelUnavailable
 from affectgraph.evidence import TimeSpan, Turn
 
 ChannelMode = Literal["mix", "split"]
@@ -287,12 +287,31 @@ def find_turns(
             detector.push(signal)
         if progress is not None:
             progress(chunk.end)
+    split = options.channels == "split"
     turns = [
-        Turn(span=span, channel=channel, role=options.roles[channel] if options.roles else None)
+        Turn(span=span, channel=channel if split else None,
+             role=options.roles[channel] if options.roles else None)
         for channel, detector in enumerate(detectors)
         for span in spans_from_segments(*detector.finish(), options)
     ]
-    return sorted(turns, key=lambda t: (t.span.start, t.channel))
+    return sorted(turns, key=lambda t: (t.span.start, channel_order(t.channel)))
+
+
+def channel_order(channel: int | None) -> int:
+    """A sort key for a turn's channel: the mono mix (``None``) first."""
+    return -1 if channel is None else channel
+
+
+def turn_signal(samples: np.ndarray, turn: Turn, path: str | Path) -> np.ndarray:
+    """The (n,) signal of ``turn`` from (channels, n) audio: its channel, or the mono mix."""
+    if turn.channel is None or not samples.size:
+        return mix_down(samples)
+    if turn.channel >= samples.shape[0]:
+        raise InputError(
+            f"a turn at {turn.span} is on channel {turn.channel} but {path} has "
+            f"{samples.shape[0]} audio channel(s); were the turns found on another file?"
+        )
+    return samples[turn.channel]
 
 
 def _signals(samples: np.ndarray, mode: ChannelMode) -> Iterator[np.ndarray]:

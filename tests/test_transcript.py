@@ -55,7 +55,7 @@ def _wer(records: Sequence[TranscriptEvidence], truth: str) -> float:
     return jiwer.wer(truth, said)
 
 
-def _whole(clip: Path, channel: int = 0, role: str | None = None) -> Turn:
+def _whole(clip: Path, channel: int | None = None, role: str | None = None) -> Turn:
     return Turn(span=TimeSpan(start=0.0, end=media.probe(clip).duration), channel=channel,
                 role=role)
 

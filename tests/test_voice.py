@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from affectgraph import media
-from affectgraph.errors import ConfigError, MediaError
+from affectgraph.errors import InputError, MediaError
 from affectgraph.evidence import TimeSpan, Turn, VoiceEvidence
 from affectgraph.segments import TurnOptions, VadModel, find_turns
 from affectgraph.tools.voice import VoiceModel, VoiceOptions, analyze_voice
@@ -48,7 +48,7 @@ def test_prosody_of_real_speech(
     data_dir: Path, vad: VadModel, model: VoiceModel, actor: int, low: float, high: float
 ) -> None:
     record = voice_of(ravdess(data_dir, actor), vad, model)
-    assert record.id == "voice:0" and record.specialist == "voice" and record.channel == 0
+    assert record.id == "voice:0" and record.specialist == "voice" and record.channel is None
     assert record.model.name == "egemaps-v02" and record.model.revision
     assert len(record.features) == 88 and list(record.features) == model.feature_names
     assert all(np.isfinite(v) for v in record.features.values())
@@ -125,13 +125,17 @@ def test_split_channels_are_analysed_apart(
     turns = find_turns(call, options=TurnOptions(channels="split", roles=("a", "b")), vad=vad)
     assert [t.channel for t in turns] == [0, 1]
 
-    records = analyze_voice(call, turns, options=VoiceOptions(channels="split"), model=model)
+    records = analyze_voice(call, turns, model=model)
     assert [(r.id, r.channel) for r in records] == [("voice:0", 0), ("voice:1", 1)]
     pitches = [r.prosody.pitch_mean_hz if r.prosody else 0 for r in records]
     assert 80 < (pitches[0] or 0) < 200 and 150 < (pitches[1] or 0) < 300
 
-    with pytest.raises(ConfigError, match="channels='split'"):
-        analyze_voice(call, turns, model=model)
+    # Only the male speaker's channel is heard in this turn, not the crosstalk of the mix.
+    (only_male,) = analyze_voice(call, [turns[0]], model=model)
+    assert only_male.channel == 0 and only_male.prosody.pitch_mean_hz == pitches[0]
+
+    with pytest.raises(InputError, match="on channel 2"):
+        analyze_voice(call, [Turn(span=turns[0].span, channel=2)], model=model)
 
 
 def test_records_are_numbered_in_time_order(data_dir: Path, model: VoiceModel) -> None:

@@ -39,6 +39,7 @@ from affectgraph.evidence import (
     evidence_id,
     top,
 )
+from affectgraph.segments import channel_order, turn_signal
 from affectgraph.tools.asr import AsrResult, Backend, TranscriptModel
 from affectgraph.tools.subtitles import Cue, read_transcript
 from affectgraph.tools.text_emotion import TextEmotionModel, load_text_emotion
@@ -109,7 +110,7 @@ class Window:
         return TimeSpan(start=self.turns[0].span.start, end=self.turns[-1].span.end)
 
     @property
-    def channel(self) -> int:
+    def channel(self) -> int | None:
         return self.turns[0].channel
 
     @property
@@ -127,7 +128,7 @@ def plan_windows(turns: Sequence[Turn], max_window: float, context: float = 0.0)
     in 30 s steps). Windows are returned in order of start time.
     """
     groups: list[list[Turn]] = []
-    for turn in sorted(turns, key=lambda t: (t.channel, t.span.start, t.span.end)):
+    for turn in sorted(turns, key=lambda t: (channel_order(t.channel), t.span.start, t.span.end)):
         current = groups[-1] if groups else None
         if (current and turn.channel == current[0].channel
                 and turn.span.end - current[0].span.start <= max_window - 2 * context):
@@ -143,7 +144,7 @@ def plan_windows(turns: Sequence[Turn], max_window: float, context: float = 0.0)
         high = (end + after[0].span.start) / 2 if after and after[0].channel == group[0].channel \
             else end + context
         windows.append(Window(tuple(group), max(low, start - context), min(high, end + context)))
-    return sorted(windows, key=lambda w: (w.start, w.channel))
+    return sorted(windows, key=lambda w: (w.start, channel_order(w.channel)))
 
 
 def analyze_transcript(
@@ -179,8 +180,7 @@ def analyze_transcript(
     records = [_too_short(w, model.ref, options.min_speech) for w in short]
     done = 0.0
     long = [w for w in windows if w.speech >= options.min_speech]
-    split = any(t.channel > 0 for t in turns)
-    for window, signal in _window_audio(path, long, split):
+    for window, signal in _window_audio(path, long):
         records += _recognise(window, signal, model, options)
         done = max(done, window.speech_span.end)
         if progress is not None:
@@ -190,18 +190,12 @@ def analyze_transcript(
     return _finish(records, emotion)
 
 
-def _window_audio(path: str | Path, windows: list[Window],
-                  split: bool) -> Iterator[tuple[Window, np.ndarray]]:
-    """Each window with its (n,) signal, cut in one pass: the window's channel when the turns are
-    split by channel (some turn is on channel > 0), else the mono mix."""
+def _window_audio(path: str | Path, windows: list[Window]) -> Iterator[tuple[Window, np.ndarray]]:
+    """Each window with its (n,) signal, cut in one pass: the turns' channel, or the mono mix."""
     spans = [(w.span.start, w.span.end) for w in windows]
+    split = any(w.channel is not None for w in windows)
     for i, samples in media.iter_spans(path, spans, mono=not split):
-        channel = windows[i].channel
-        if channel >= samples.shape[0]:
-            raise InputError(f"a turn at {windows[i].span} is on channel {channel} but {path} "
-                             f"has {samples.shape[0]} audio channel(s); were the turns found on "
-                             "another file?")
-        yield windows[i], samples[channel]
+        yield windows[i], turn_signal(samples, windows[i].turns[0], path)
 
 
 def _too_short(window: Window, ref: ModelRef, min_speech: float) -> TranscriptEvidence:
@@ -275,7 +269,7 @@ def _record(span: TimeSpan, ref: ModelRef, window: Window, **values) -> Transcri
 def _finish(records: list[TranscriptEvidence],
             emotion: TextEmotionModel) -> list[TranscriptEvidence]:
     """Order records in time, number them and add the text emotion of those with words."""
-    records = sorted(records, key=lambda r: (r.span.start, r.span.end, r.channel))
+    records = sorted(records, key=lambda r: (r.span.start, r.span.end, channel_order(r.channel)))
     texts = [r.text if r.reason is None else "" for r in records]
     distributions = emotion.predict(texts)
     out = []

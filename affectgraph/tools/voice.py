@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from affectgraph import media
-from affectgraph.errors import ConfigError, InputError, MediaError
+from affectgraph.errors import MediaError
 from affectgraph.evidence import (
     ModelRef,
     Prosody,
@@ -39,7 +39,7 @@ from affectgraph.evidence import (
     evidence_id,
     normalise,
 )
-from affectgraph.segments import ChannelMode, mix_down
+from affectgraph.segments import channel_order, turn_signal
 
 MODEL_NAME = "egemaps-v02"
 SPECIALIST = "voice"
@@ -57,15 +57,13 @@ class VoiceOptions(BaseModel):
     """Options of the voice specialist.
 
     ``min_duration`` (s): shorter turns get a reason instead of features (functionals of a few
-    frames are noise). ``channels`` must match the :class:`~affectgraph.segments.TurnOptions`
-    the turns came from: ``"mix"`` analyses the channel mean, ``"split"`` each turn's own channel.
-    ``chunk_seconds``: decoding chunk length (memory bound).
+    frames are noise). Each turn is analysed on its own channel, or on the mono mix when its
+    ``channel`` is ``None``. ``chunk_seconds``: decoding chunk length (memory bound).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_duration: float = Field(default=0.5, gt=0)
-    channels: ChannelMode = "mix"
     chunk_seconds: float = Field(default=30.0, ge=1)
 
 
@@ -118,20 +116,18 @@ def analyze_voice(
     features. With no turns at all, returns one record spanning the whole clip whose reason says
     no speech was detected. ``progress`` gets the end (s) of the latest turn analysed.
 
-    Raises :class:`~affectgraph.errors.MediaError` when the file has no audio stream,
-    :class:`~affectgraph.errors.ConfigError` when turns on channel > 0 meet ``channels="mix"``,
-    and :class:`~affectgraph.errors.InputError` when a turn names a channel the file lacks.
+    Raises :class:`~affectgraph.errors.MediaError` when the file has no audio stream and
+    :class:`~affectgraph.errors.InputError` when a turn names a channel the file lacks.
     """
     model = model or VoiceModel.load()
     if not turns:
         return [_no_speech(path, model)]
-    _check_channels(turns, options)
-    ordered = sorted(turns, key=lambda t: (t.span.start, t.span.end, t.channel))
+    ordered = sorted(turns, key=lambda t: (t.span.start, t.span.end, channel_order(t.channel)))
     records: list[VoiceEvidence | None] = [None] * len(ordered)
     spans = [(t.span.start, t.span.end) for t in ordered]
     done = 0.0
     for i, samples in media.iter_spans(path, spans, chunk_seconds=options.chunk_seconds):
-        signal = _turn_signal(samples, ordered[i], options.channels, path)
+        signal = turn_signal(samples, ordered[i], path)
         records[i] = _analyse_turn(i, ordered[i], signal, model, options)
         done = max(done, ordered[i].span.end)
         if progress is not None:
@@ -151,29 +147,6 @@ def _no_speech(path: str | Path, model: VoiceModel) -> VoiceEvidence:
         model=model.ref,
         reason="no speech detected in the audio (voice activity found no turns)",
     )
-
-
-def _check_channels(turns: Sequence[Turn], options: VoiceOptions) -> None:
-    split = [t for t in turns if t.channel > 0]
-    if split and options.channels == "mix":
-        raise ConfigError(
-            f"a turn is on channel {split[0].channel}, so the turns come from per-channel voice "
-            "activity (TurnOptions(channels='split')); pass VoiceOptions(channels='split')"
-        )
-
-
-def _turn_signal(
-    samples: np.ndarray, turn: Turn, mode: ChannelMode, path: str | Path
-) -> np.ndarray:
-    """The (n,) signal of a turn from its (channels, n) audio: its channel, or the mix."""
-    if mode == "mix" or not samples.size:
-        return mix_down(samples)
-    if turn.channel >= samples.shape[0]:
-        raise InputError(
-            f"a turn at {turn.span} is on channel {turn.channel} but {path} has "
-            f"{samples.shape[0]} audio channel(s); were the turns found on another file?"
-        )
-    return samples[turn.channel]
 
 
 def _analyse_turn(
