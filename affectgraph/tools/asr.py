@@ -65,11 +65,15 @@ class AsrResult:
     segments: tuple[AsrSegment, ...]
 
 
+# Whisper's schedule: decode again, hotter, while the text is too repetitive or improbable.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
 class _Engine(Protocol):
     languages: tuple[str, ...]
 
     def transcribe(self, audio: np.ndarray, language: str | None, beam_size: int,
-                   word_timestamps: bool) -> AsrResult: ...
+                   word_timestamps: bool, temperatures: tuple[float, ...]) -> AsrResult: ...
 
 
 class TranscriptModel:
@@ -115,11 +119,16 @@ class TranscriptModel:
         raise unknown_name("language code", language, self.languages)
 
     def transcribe(self, audio: np.ndarray, *, language: str | None = None, beam_size: int = 1,
-                   word_timestamps: bool = True) -> AsrResult:
-        """Recognise ``audio``, (n,) float32 at 16 kHz; ``language=None`` detects it."""
+                   word_timestamps: bool = True, fallback: bool = False) -> AsrResult:
+        """Recognise ``audio``, (n,) float32 at 16 kHz; ``language=None`` detects it.
+
+        ``fallback`` re-decodes a segment at rising temperatures when its text is too repetitive
+        or improbable (Whisper's default); off, each window is decoded once, greedily.
+        """
         self.check_language(language)
+        temperatures = FALLBACK_TEMPERATURES if fallback else (0.0,)
         return self.engine.transcribe(np.ascontiguousarray(audio, dtype=np.float32), language,
-                                      beam_size, word_timestamps)
+                                      beam_size, word_timestamps, temperatures)
 
 
 def _faster_whisper_folder(name: str, registry: ModelRegistry) -> tuple[Path, ModelRef]:
@@ -185,11 +194,11 @@ class _FasterWhisper:
         self.languages = tuple(self.model.supported_languages)
 
     def transcribe(self, audio: np.ndarray, language: str | None, beam_size: int,
-                   word_timestamps: bool) -> AsrResult:
+                   word_timestamps: bool, temperatures: tuple[float, ...]) -> AsrResult:
         # No conditioning on earlier text: a repeated phrase then cannot loop through a long turn.
         segments, info = self.model.transcribe(
             audio, language=language, beam_size=beam_size, word_timestamps=word_timestamps,
-            condition_on_previous_text=False, vad_filter=False,
+            condition_on_previous_text=False, vad_filter=False, temperature=list(temperatures),
         )
         return AsrResult(info.language, tuple(
             AsrSegment(float(s.start), float(s.end), s.text.strip(),
@@ -216,14 +225,14 @@ class _OpenAIWhisper:
         self.languages = tuple(LANGUAGES) if self.model.is_multilingual else ("en",)
 
     def transcribe(self, audio: np.ndarray, language: str | None, beam_size: int,
-                   word_timestamps: bool) -> AsrResult:
+                   word_timestamps: bool, temperatures: tuple[float, ...]) -> AsrResult:
         import whisper
 
         with _torch_threads(self.threads):
             result = whisper.transcribe(
                 self.model, audio, language=language, word_timestamps=word_timestamps,
                 beam_size=beam_size if beam_size > 1 else None, fp16=False, verbose=None,
-                condition_on_previous_text=False,
+                condition_on_previous_text=False, temperature=temperatures,
             )
         return AsrResult(result["language"], tuple(
             AsrSegment(float(s["start"]), float(s["end"]), s["text"].strip(),
