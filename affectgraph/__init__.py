@@ -10,7 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from affectgraph.errors import AffectGraphError, ConfigError, InputError, MediaError, ModelUnavailable
+from affectgraph.errors import (
+    AffectGraphError,
+    ConfigError,
+    InputError,
+    MediaError,
+    ModelUnavailable,
+)
 from affectgraph.evidence import (
     SCHEMA_VERSION,
     Box,

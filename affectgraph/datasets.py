@@ -120,7 +120,7 @@ def _row_item(file: Path, row: dict[str, str], line: int, scheme: str | None,
     if not raw:
         return None, "empty label"
     label = _label(raw, scheme)
-    if isinstance(label, str):
+    if not isinstance(label, Emotion):  # a problem message (Emotion is a str too)
         return None, label
     path, text = row.get("path", ""), row.get("text", "")
     if path and text:

@@ -11,9 +11,9 @@ Canonical categories are Ekman's six plus neutral. ``contempt`` exists in some d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Mapping
 
 from affectgraph.errors import unknown_name
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from affectgraph.graphs.context import no_progress
 from affectgraph.graphs.context import Progress as ProgressCallback
+from affectgraph.graphs.context import no_progress
 
 
 @contextlib.contextmanager

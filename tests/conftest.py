@@ -80,3 +80,19 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int = 16_000) -> Pat
         fh.setframerate(sample_rate)
         fh.writeframes(pcm.tobytes())
     return path
+
+
+# -- exemplar retrieval: loaded vectorisers shared by the retrieval tests ----------------------
+
+@pytest.fixture(scope="session")
+def exemplar_text_vec():  # noqa: ANN201 - features.TextVectoriser, imported lazily
+    from affectgraph.features import vectoriser
+
+    return vectoriser("text")
+
+
+@pytest.fixture(scope="session")
+def exemplar_voice_vec():  # noqa: ANN201 - features.VoiceVectoriser, imported lazily
+    from affectgraph.features import vectoriser
+
+    return vectoriser("voice")

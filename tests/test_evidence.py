@@ -5,6 +5,7 @@ import json
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from affectgraph.errors import ConfigError
 from affectgraph.evidence import (
     Box,
     Evidence,
@@ -19,7 +20,6 @@ from affectgraph.evidence import (
     renumber,
 )
 from affectgraph.labels import LABELS, Emotion, canonical, parse_label_set
-from affectgraph.errors import ConfigError
 
 DIST = normalise({"happy": 3.0, "neutral": 1.0, "surprised": 0.1234567})
 

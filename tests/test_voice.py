@@ -11,7 +11,7 @@ from affectgraph import media
 from affectgraph.errors import InputError, MediaError
 from affectgraph.evidence import TimeSpan, Turn, VoiceEvidence
 from affectgraph.segments import TurnOptions, VadModel, find_turns
-from affectgraph.tools.voice import VoiceModel, VoiceOptions, analyze_voice
+from affectgraph.tools.voice import VoiceModel, analyze_voice
 
 from .conftest import write_video, write_wav
 

@@ -130,7 +130,11 @@ def voice(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, 
 @guarded("transcript")
 def transcript(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
     from affectgraph.tools.text_emotion import load_text_emotion
-    from affectgraph.tools.transcript import TranscriptModel, analyze_transcript, transcript_from_file
+    from affectgraph.tools.transcript import (
+        TranscriptModel,
+        analyze_transcript,
+        transcript_from_file,
+    )
 
     ctx = runtime.context
     options = ctx.options.transcript
