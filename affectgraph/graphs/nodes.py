@@ -107,9 +107,9 @@ def face(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, A
     ctx = runtime.context
     options = ctx.options.face
     model = ctx.toolbox.get(
-        ("face", options.backend),
+        ("face", options.backend, options.head),
         lambda: FaceModel.load(ctx.toolbox.registry, backend=options.backend,
-                               threads=ctx.toolbox.threads),
+                               threads=ctx.toolbox.threads, head=options.head),
     )
     evidence = analyze_face(state["path"], options=options, model=model,
                             progress=lambda s: ctx.progress("face", s))
