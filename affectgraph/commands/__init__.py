@@ -1,0 +1,1 @@
+"""Sub-commands of the ``affectgraph`` command line, one typer app per module."""
