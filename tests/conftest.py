@@ -85,14 +85,14 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int = 16_000) -> Pat
 # -- exemplar retrieval: loaded vectorisers shared by the retrieval tests ----------------------
 
 @pytest.fixture(scope="session")
-def exemplar_text_vec():  # noqa: ANN201 - features.TextVectoriser, imported lazily
+def exemplar_text_vec():  # -> features.TextVectoriser (imported lazily)
     from affectgraph.features import vectoriser
 
     return vectoriser("text")
 
 
 @pytest.fixture(scope="session")
-def exemplar_voice_vec():  # noqa: ANN201 - features.VoiceVectoriser, imported lazily
+def exemplar_voice_vec():  # -> features.VoiceVectoriser (imported lazily)
     from affectgraph.features import vectoriser
 
     return vectoriser("voice")
