@@ -12,11 +12,10 @@ from affectgraph.errors import ConfigError
 from affectgraph.evidence import Distribution, normalise, top
 from affectgraph.labels import LABELS, canonical
 from affectgraph.tools.text_emotion import (
-    TEXT_EMOTION_MODELS,
     NadeTextEmotion,
     TextEmotionModel,
     load_text_emotion,
-    register_text_emotion,
+    text_emotion_loaders,
 )
 
 
@@ -85,11 +84,12 @@ class _Always:
 def test_registry_loads_plugged_models_and_names_the_valid_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("affectgraph.tools.text_emotion.TEXT_EMOTION_MODELS",
-                        dict(TEXT_EMOTION_MODELS))
-    register_text_emotion("always-sad", _Always)
+    builtins = text_emotion_loaders()
+    assert {"nade", "minilm-head"} <= set(builtins)
+    monkeypatch.setattr("affectgraph.tools.text_emotion.text_emotion_loaders",
+                        lambda: {**builtins, "always-sad": lambda: _Always})
     model = load_text_emotion("always-sad")
     assert isinstance(model, TextEmotionModel)
     assert model.predict(["anything", ""]) == [normalise({"sad": 1.0}), None]
-    with pytest.raises(ConfigError, match=r"did you mean 'nade'\?.*Valid: always-sad, nade"):
+    with pytest.raises(ConfigError, match=r"did you mean 'nade'\?.*Valid: always-sad, minilm-head, nade"):
         load_text_emotion("nad")

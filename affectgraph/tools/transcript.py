@@ -65,7 +65,7 @@ class TranscriptOptions(BaseModel):
     was lost without it); windows with less than ``min_speech`` of speech are not recognised
     and get a reason. ``threads`` is used when the function loads
     the model itself; ``text_emotion`` names a model registered in
-    :data:`~affectgraph.tools.text_emotion.TEXT_EMOTION_MODELS`.
+    :func:`~affectgraph.tools.text_emotion.text_emotion_loaders` (entry points).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -80,7 +80,7 @@ class TranscriptOptions(BaseModel):
     max_window: float = Field(default=30.0, gt=0, le=30.0)
     context: float = Field(default=0.5, ge=0, le=5.0)
     min_speech: float = Field(default=0.3, ge=0)
-    text_emotion: str = "nade"
+    text_emotion: str = "minilm-head"
 
     @field_validator("language")
     @classmethod
