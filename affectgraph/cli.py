@@ -6,17 +6,14 @@ problem and the fix, and exit with status 2; they never print a traceback.
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
+from affectgraph.commands import user_errors
 from affectgraph.errors import AffectGraphError
 
 app = typer.Typer(
@@ -31,26 +28,6 @@ app.add_typer(models_app, name="models")
 
 err = Console(stderr=True)
 PROGRESS_MIN_SECONDS = 5.0
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(command: F) -> F:
-    """Print a user error as one line naming the problem and the fix; exit with status 2."""
-
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except AffectGraphError as exc:
-            message = str(exc)
-        except ValidationError as exc:
-            message = f"invalid option: {_first_error(exc)}"
-        print(f"error: {message}", file=sys.stderr)
-        raise typer.Exit(2)
-
-    return run  # type: ignore[return-value]
-
-
 @app.command()
 @user_errors
 def analyze(
@@ -145,12 +122,18 @@ def models_pull(
         err.print(f"{name}: ok ({folder})")
 
 
+def _register_subcommands() -> None:
+    # Imported here, after ``user_errors`` exists: the sub-command modules use it.
+    from affectgraph.commands import evaluate, exemplars, train
+
+    app.add_typer(exemplars.app, name="exemplars")
+    app.add_typer(train.app, name="train")
+    app.add_typer(evaluate.app, name="eval")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     """Entry point of ``python -m affectgraph``."""
     app()
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']} (got {json.dumps(first.get('input'), default=str)})"

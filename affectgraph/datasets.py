@@ -95,11 +95,25 @@ def read_manifest(
             continue
         seen[item.id] = line
         items.append(item)
+    problems += _mixed_kinds(items, seen)
     if problems:
         raise InputError(_listing(file, problems))
     if not rows:
         raise InputError(f"{file}: the manifest has a header but no rows")
     return [i for i in items if labels is None or i.label in labels]
+
+
+def _mixed_kinds(items: list[Item], lines: dict[str, int]) -> list[str]:
+    """Problems for the rows of the minority kind when some rows give a path and others a text
+    (a manifest holds one kind of item); ``lines`` maps item ids to CSV line numbers."""
+    media = [i for i in items if i.path is not None]
+    texts = [i for i in items if i.path is None]
+    if not media or not texts:
+        return []
+    few, kind, other = (texts, "text", "path") if len(texts) <= len(media) else (
+        media, "path", "text")
+    return [f"line {lines[i.id]}: gives a {kind} where {len(items) - len(few)} other rows give "
+            f"a {other}: a manifest holds one kind of item" for i in few]
 
 
 def _check_columns(file: Path, columns: list[str], modality: str | None) -> None:
@@ -216,6 +230,17 @@ def _friends(name: str, files: dict[str, str], scheme: str, text_col: str, speak
     return load
 
 
+def _isear(root: Path) -> list[Item]:
+    """ISEAR situations with their respondent as speaker (shame and guilt left out)."""
+    items = []
+    for n, row in enumerate(_csv_rows(root / "text" / "isear" / "isear_text_emotion.csv")):
+        label = SCHEMES["isear"][row["emotion"].lower()]
+        if label is not None:
+            items.append(Item(id=f"isear/{n}", label=label, dataset="isear", text=row["text"],
+                              speaker=row["subject_id"]))
+    return items
+
+
 DATASETS: dict[str, Callable[[Path], list[Item]]] = {
     "ravdess_speech": _media_set("ravdess_speech", "ravdess", lambda r, p: f"actor{r['actor']}"),
     "ravdess_av": _media_set("ravdess_av", "ravdess", lambda r, p: f"actor{r['actor']}"),
@@ -228,6 +253,7 @@ DATASETS: dict[str, Callable[[Path], list[Item]]] = {
     "emorynlp": _friends("emorynlp", {"train": "emorynlp_train_final.csv",
                                       "dev": "emorynlp_dev_final.csv"}, "emorynlp",
                          "Utterance", "Speaker"),
+    "isear": _isear,
 }
 
 

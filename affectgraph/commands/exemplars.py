@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from affectgraph.cli import user_errors
+from affectgraph.commands import user_errors
 from affectgraph.errors import InputError
 from affectgraph.retrieval.search import TEMPERATURE
 

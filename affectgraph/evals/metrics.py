@@ -39,7 +39,8 @@ class Scores(BaseModel):
                 f"macro-F1 {self.macro_f1:.3f} weighted-F1 {self.weighted_f1:.3f}")
 
 
-def score(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str] | None = None) -> Scores:
+def score(truth: Sequence[str], predicted: Sequence[str],
+          labels: Sequence[str] | None = None) -> Scores:
     """Metrics of ``predicted`` against ``truth``; ``labels`` fixes the classes and their order
     (default: those present in ``truth``, in canonical order). UAR and macro-F1 average over the
     classes present in ``truth``."""
@@ -62,7 +63,7 @@ def score(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str] 
     total = sum(per_class[c].support for c in scored)
     return Scores(
         n=len(truth),
-        war=sum(t == q for t, q in zip(truth, predicted)) / len(truth),
+        war=sum(t == q for t, q in zip(truth, predicted, strict=True)) / len(truth),
         uar=sum(per_class[c].recall for c in scored) / len(scored),
         macro_f1=sum(per_class[c].f1 for c in scored) / len(scored),
         weighted_f1=sum(per_class[c].f1 * per_class[c].support for c in scored) / total,
