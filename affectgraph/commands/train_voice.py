@@ -25,8 +25,9 @@ def train_voice(data: Path | None = None, out: Path | None = None, evaluate: boo
 
     The first run computes eGeMAPS functionals of 844 clips and of two speed-perturbed copies
     (about 5 minutes on one core, cached under ``$AFFECTGRAPH_HOME/features``); the nested
-    evaluation then takes about 3 minutes.
+    evaluation then takes about 2 minutes.
     """
+    import sklearn.linear_model  # noqa: F401  (loads its OpenMP runtime, so the limit covers it)
     from threadpoolctl import threadpool_limits
 
     console = console or Console()
