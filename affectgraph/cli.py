@@ -43,6 +43,7 @@ def analyze(
     face_cropped: Annotated[bool, typer.Option("--face-cropped", help="Images are already-cropped faces: skip detection.")] = False,
     channels: Annotated[str, typer.Option(help="'mix' the audio to mono, or 'split' one speaker per channel (stereo calls).")] = "mix",
     roles: Annotated[str | None, typer.Option(help="Comma-separated speaker role per channel with --channels split, e.g. agent,customer.")] = None,
+    speaker_norm: Annotated[bool, typer.Option("--speaker-norm", help="Normalise each voice turn by the same speaker's other turns (long recordings).")] = False,
     threads: Annotated[int, typer.Option(help="CPU threads per model.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on the terminal.")] = False,
 ) -> None:
@@ -61,6 +62,7 @@ def analyze(
             "channels": channels,
             "roles": tuple(r.strip() for r in roles.split(",")) if roles else None,
         }),
+        voice=defaults.voice.model_copy(update={"speaker_normalise": speaker_norm}),
         transcript=defaults.transcript.model_copy(update={"model": asr_model, "language": language}),
     )
     options = AnalyzeOptions.model_validate(options.model_dump())  # validate the updates once

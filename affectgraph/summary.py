@@ -77,7 +77,7 @@ def _voice_table(records: Sequence[VoiceEvidence]) -> Group | None:
         span_st = f"{p.pitch_range_st:.1f} st" if p.pitch_range_st is not None else "-"
         table.add_row(r.id, f"{r.span.start:.2f}-{r.span.end:.2f}", pitch, span_st,
                       f"{p.loudness:.2f}", f"{p.speaking_rate:.1f}/s", f"{p.pause_ratio:.0%}",
-                      _dist(r.distribution) or "(no voice classifier yet)")
+                      _dist(r.distribution) or "-")
     return Group(table, *notes)
 
 

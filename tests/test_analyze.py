@@ -36,6 +36,7 @@ def test_real_clip_gives_all_three_modalities(clip_analysis) -> None:
     assert len({e.track_id for e in faces}) == 1  # one person, one track
     voice = a.of("voice")
     assert voice and voice[0].prosody is not None and len(voice[0].features) == 88
+    assert voice[0].distribution and voice[0].model.name == "egemaps-v02+voice-head"
     text = " ".join(e.text for e in a.of("text"))
     assert jiwer.wer(SENTENCE["01"], _norm(text)) <= 0.15
     assert all(e.distribution for e in a.of("text") if e.text)

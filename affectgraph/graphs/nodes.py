@@ -6,6 +6,7 @@ AnalysisContext`); the state carries only serialisable records.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -118,12 +119,20 @@ def face(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, A
 
 @guarded("voice")
 def voice(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+    from affectgraph.heads.voice import load_voice_head, speaker_normalised
     from affectgraph.tools.voice import VoiceModel, analyze_voice
 
     ctx = runtime.context
+    options = ctx.options.voice
     model = ctx.toolbox.get(("voice",), VoiceModel.load)
-    evidence = analyze_voice(state["path"], state.get("turns", []), options=ctx.options.voice,
+    head = ctx.toolbox.get(("voice-head",), load_voice_head) if options.head else None
+    if head is not None:
+        model = dataclasses.replace(model, classifier=head.classifier,
+                                    classifier_name=head.ref.name)
+    evidence = analyze_voice(state["path"], state.get("turns", []), options=options,
                              model=model, progress=lambda s: ctx.progress("voice", s))
+    if head is not None and options.speaker_normalise:
+        evidence = speaker_normalised(evidence, head)
     return {"evidence": evidence}
 
 

@@ -215,3 +215,23 @@ def load_voice_head(path: str | Path | None = None, *,
         raise InputError(f"{len(names)} feature names given, but the voice head reads "
                          f"{single.manifest.dim} functionals")
     return VoiceHead(single=single, speaker=speaker, feature_names=names)
+
+
+def speaker_normalised(records: Sequence[VoiceEvidence], head: VoiceHead,
+                       norm: SpeakerNorm | None = None) -> list[VoiceEvidence]:
+    """``records`` re-classified with the speaker-normalised head, one speaker per channel or
+    role; a record whose speaker has too few other turns keeps its single-clip distribution."""
+    speakers = [(r.channel, None) for r in records]
+    readings = head.classify(records, speaker_normalise=True, speakers=speakers, norm=norm)
+    out = []
+    for record, reading in zip(records, readings, strict=True):
+        if reading is None or not reading.speaker_normalised:
+            out.append(record)
+            continue
+        out.append(record.model_copy(update={
+            "distribution": reading.distribution,
+            "confidence": max(reading.distribution.values()),
+            "model": ModelRef(name=f"{record.model.name}+speaker-norm",
+                              revision=record.model.revision),
+        }))
+    return out

@@ -6,8 +6,9 @@ the turn's audio in one streaming pass over the file, computes the 88 eGeMAPSv02
 those same functionals: pitch mean and 20th-80th percentile range in semitones (re 27.5 Hz),
 loudness, voiced segments per second as a speaking rate, and the unvoiced share of the turn.
 
-A class distribution needs a speech-emotion classifier; none ships yet, so records carry
-``distribution=None`` unless a :attr:`VoiceModel.classifier` is given.
+A class distribution comes from :attr:`VoiceModel.classifier` (the analysis graph plugs in the
+trained voice head of :mod:`affectgraph.heads.voice`); without one, records carry
+``distribution=None``.
 
 Licence: openSMILE (the ``opensmile`` package and its ``libSMILEapi``) is distributed by audEERING
 under a research-only licence: free for private, research and educational use, **no commercial
@@ -59,11 +60,17 @@ class VoiceOptions(BaseModel):
     ``min_duration`` (s): shorter turns get a reason instead of features (functionals of a few
     frames are noise). Each turn is analysed on its own channel, or on the mono mix when its
     ``channel`` is ``None``. ``chunk_seconds``: decoding chunk length (memory bound).
+    ``head``: classify each turn with the trained voice head (used by the analysis graph);
+    ``speaker_normalise``: re-classify each turn with features standardised by the same
+    speaker's *other* turns in the recording (channel or role), where there are enough of them
+    (:func:`affectgraph.heads.voice.speaker_normalised`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_duration: float = Field(default=0.5, gt=0)
+    head: bool = True
+    speaker_normalise: bool = False
     chunk_seconds: float = Field(default=30.0, ge=1)
 
 
@@ -74,6 +81,7 @@ class VoiceModel:
     smile: object  # opensmile.Smile
     revision: str
     classifier: Classifier | None = None
+    classifier_name: str | None = None
 
     @classmethod
     def load(cls) -> VoiceModel:
@@ -88,7 +96,8 @@ class VoiceModel:
 
     @property
     def ref(self) -> ModelRef:
-        return ModelRef(name=MODEL_NAME, revision=self.revision)
+        name = f"{MODEL_NAME}+{self.classifier_name}" if self.classifier_name else MODEL_NAME
+        return ModelRef(name=name, revision=self.revision)
 
     @property
     def feature_names(self) -> list[str]:
@@ -161,13 +170,13 @@ def _analyse_turn(
     if prosody is None:
         reason = "no voiced frames in the turn (no pitch found: not speech, or too noisy)"
         return _record(index, turn, model, reason=reason)
-    distribution = None
+    distribution = confidence = None
     if model.classifier is not None:
         vector = np.array([features[name] for name in model.feature_names], dtype=np.float32)
         distribution = normalise(model.classifier(vector))
-    return _record(
-        index, turn, model, features=features, prosody=prosody, distribution=distribution
-    )
+        confidence = max(distribution.values())
+    return _record(index, turn, model, features=features, prosody=prosody,
+                   distribution=distribution, confidence=confidence)
 
 
 def _record(index: int, turn: Turn, model: VoiceModel, **values: Any) -> VoiceEvidence:
