@@ -137,3 +137,65 @@ def test_audio_only_file_has_no_video(speech_wav: Path) -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+@pytest.mark.parametrize(
+    "suffix, video, audio",
+    [
+        (".mkv", "libx264", "aac"),
+        (".webm", "libvpx", "libopus"),
+        (".mov", "mpeg4", "aac"),
+        (".avi", "mpeg4", "mp3"),
+        (".mp3", None, "mp3"),
+        (".flac", None, "flac"),
+        (".ogg", None, "libopus"),
+        (".m4a", None, "aac"),
+        (".png", "png", None),
+    ],
+)
+def test_common_containers_probe_and_decode(tmp_path: Path, suffix: str, video: str | None,
+                                            audio: str | None) -> None:
+    """Each container is written here with PyAV (a tone, grey frames), then read back."""
+    path = _encode(tmp_path / f"clip{suffix}", video, audio)
+    info = media.probe(path)
+    assert info.has_video == bool(video) and info.has_audio == bool(audio)
+    if audio:
+        assert 1.8 < info.duration < 2.3
+        samples = media.read_audio(path, mono=True)[0]
+        assert abs(samples.size / media.SAMPLE_RATE - 2.0) < 0.15
+        assert 0.1 < np.abs(samples).max() <= 1.0
+    if video:
+        frames = list(media.iter_frames(path, fps=5.0))
+        assert frames and frames[0].image.shape == (96, 128, 3)
+        assert info.kind == ("image" if suffix == ".png" else "video")
+
+
+def _encode(path: Path, video: str | None, audio: str | None, seconds: float = 2.0) -> Path:
+    import av
+
+    if video == "png":
+        import PIL.Image
+
+        PIL.Image.new("RGB", (128, 96), (90, 90, 90)).save(path)
+        return path
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(video, rate=10) if video else None
+        if v is not None:
+            v.width, v.height, v.pix_fmt = 128, 96, "yuv420p"
+        a = out.add_stream(audio, rate=48_000) if audio else None
+        if v is not None:
+            grey = np.full((96, 128, 3), 90, dtype=np.uint8)
+            for _ in range(int(seconds * 10)):
+                out.mux(v.encode(av.VideoFrame.from_ndarray(grey, format="rgb24")))
+            out.mux(v.encode(None))
+        if a is not None:
+            fmt = a.codec_context.codec.audio_formats[0].name
+            t = np.arange(int(seconds * 48_000)) / 48_000
+            tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(tone[None, :], format="fltp", layout="mono")
+            frame.sample_rate = 48_000
+            resampler = av.AudioResampler(format=fmt, layout="mono", rate=48_000)
+            for chunk in resampler.resample(frame):
+                out.mux(a.encode(chunk))
+            out.mux(a.encode(None))
+    return path
