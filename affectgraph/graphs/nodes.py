@@ -152,10 +152,11 @@ def transcript(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[
     if given := state.get("transcript_file"):
         evidence = transcript_from_file(given, text_emotion=text_model)
         return {"evidence": evidence}
+    threads = max(ctx.toolbox.threads, options.threads)
     asr = ctx.toolbox.get(
-        ("asr", options.model, options.backend),
+        ("asr", options.model, options.backend, threads),
         lambda: TranscriptModel.load(options.model, ctx.toolbox.registry, backend=options.backend,
-                                     threads=ctx.toolbox.threads),
+                                     threads=threads),
     )
     evidence = analyze_transcript(state["path"], state.get("turns", []), options=options,
                                   model=asr, text_emotion=text_model,

@@ -20,6 +20,7 @@ import numpy as np
 
 from affectgraph.errors import ConfigError, InputError, ModelUnavailable
 from affectgraph.labels import LABELS
+from affectgraph.models import sha256_of
 from affectgraph.retrieval.index import IndexOptions, VectorIndex
 from affectgraph.retrieval.manifest import (
     MANIFEST,
@@ -28,7 +29,6 @@ from affectgraph.retrieval.manifest import (
     LibraryManifest,
     Source,
     read_manifest,
-    sha256,
 )
 
 MAX_LISTED = 10
@@ -161,7 +161,7 @@ class ExemplarLibrary:
                              "(--overwrite)")
         partial = partial_of(target)
         partial.mkdir(parents=True, exist_ok=True)
-        files = {name: sha256(path) for name, path in self._write(partial).items()}
+        files = {name: sha256_of(path) for name, path in self._write(partial).items()}
         for entry in partial.iterdir():  # leftovers of an interrupted build
             if entry.name not in files:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()

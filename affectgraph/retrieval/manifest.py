@@ -17,7 +17,6 @@ do not match (half-written, edited, truncated) does not load.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from affectgraph.errors import ModelUnavailable
 from affectgraph.evidence import Modality, TimeSpan
+from affectgraph.models import sha256_of
 from affectgraph.retrieval.index import IndexKind
 
 FORMAT_VERSION = 1
@@ -121,14 +121,6 @@ class Exemplar(_Frozen):
         return TimeSpan(start=self.start, end=self.end)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_manifest(folder: Path) -> LibraryManifest:
     """The manifest of ``folder`` after checking every file against its checksum.
 
@@ -152,7 +144,7 @@ def read_manifest(folder: Path) -> LibraryManifest:
         path = folder / name
         if not path.is_file():
             raise ModelUnavailable(f"{folder}: {name} is missing; {fix}")
-        if sha256(path) != digest:
+        if sha256_of(path) != digest:
             raise ModelUnavailable(f"{folder}: {name} does not match its checksum (changed or "
                                    f"half-written); {fix}")
     return manifest
