@@ -132,6 +132,14 @@ def test_given_transcript_replaces_asr(analyzer: Analyzer, ravdess_clip: Path,
     assert text.span.start == pytest.approx(0.8)
 
 
+def test_given_plain_text_transcript_spans_the_clip(analyzer: Analyzer, ravdess_clip: Path,
+                                                     tmp_path: Path) -> None:
+    txt = tmp_path / "clip.txt"
+    txt.write_text("Kids are talking by the door.\n")
+    (text,) = analyzer.analyze(ravdess_clip, transcript=txt).of("text")
+    assert text.source == "given" and text.span.end == pytest.approx(3.24, abs=0.05)
+
+
 def test_state_is_serialisable_and_graph_shape_is_stable(analyzer: Analyzer,
                                                          speech_wav: Path) -> None:
     from langgraph.checkpoint.memory import InMemorySaver

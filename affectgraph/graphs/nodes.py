@@ -150,7 +150,8 @@ def transcript(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[
     text_model = ctx.toolbox.get(("text-emotion", options.text_emotion),
                                  lambda: load_text_emotion(options.text_emotion))
     if given := state.get("transcript_file"):
-        evidence = transcript_from_file(given, text_emotion=text_model)
+        evidence = transcript_from_file(given, duration=state["media"].duration,
+                                        options=options, text_emotion=text_model)
         return {"evidence": evidence}
     threads = max(ctx.toolbox.threads, options.threads)
     asr = ctx.toolbox.get(
