@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import csv
 import os
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from affectgraph.errors import ConfigError, InputError, unknown_name
@@ -277,12 +276,3 @@ def speaker_folds(items: Iterable[Item], folds: int) -> list[list[Item]]:
     for group in sorted(by_group, key=lambda g: (-len(by_group[g]), g)):
         min(out, key=len).extend(by_group[group])
     return out
-
-
-def label_counts(items: Iterable[Item]) -> dict[str, int]:
-    counts = Counter(i.label.value for i in items)
-    return {label.value: counts.get(label.value, 0) for label in Emotion if counts.get(label.value)}
-
-
-def with_split(items: Iterable[Item], split: str) -> list[Item]:
-    return [replace(i, split=split) for i in items]

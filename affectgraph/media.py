@@ -10,7 +10,6 @@ Readable containers: anything FFmpeg reads (mp4, mkv, webm, mov, avi, wav, mp3, 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,7 +392,3 @@ def _join(parts: Iterable[np.ndarray], channels: int | None) -> np.ndarray:
     if parts:
         return np.concatenate(parts, axis=1)
     return np.zeros((channels or 1, 0), dtype=np.float32)
-
-
-def duration_or_none(seconds: float) -> float | None:
-    return seconds if math.isfinite(seconds) and seconds > 0 else None

@@ -77,10 +77,6 @@ class ModelSpec:
         """A short content revision: the first 12 hex digits of the first file's sha256."""
         return self.files[0].sha256[:12]
 
-    @property
-    def size_bytes(self) -> int | None:
-        return None
-
 
 def cache_home() -> Path:
     """``$AFFECTGRAPH_HOME`` or ``$XDG_CACHE_HOME/affectgraph`` or ``~/.cache/affectgraph``."""

@@ -9,7 +9,6 @@ torch and no scikit-learn, so heads load in milliseconds and ship inside the pac
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,7 +118,3 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         if nll < best_nll:
             best, best_nll = float(t), nll
     return best
-
-
-def json_metrics(metrics: dict) -> str:
-    return json.dumps(metrics, indent=2, sort_keys=True)
