@@ -1,4 +1,5 @@
-"""The result of analysing one clip: its media, speech turns, evidence and what failed."""
+"""The result of analysing one clip: its media, speech turns, evidence, the exemplars retrieved
+for it, the verdict, and what failed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from affectgraph.evidence import SCHEMA_VERSION, Evidence, Modality, Turn
 from affectgraph.media import MediaInfo
+from affectgraph.verdict import Exemplar, Verdict
 
 
 class Analysis(BaseModel):
@@ -13,6 +15,8 @@ class Analysis(BaseModel):
 
     ``skipped`` says why a modality was not run (switched off, no such stream); ``failures`` says
     which specialist failed and how, while the others still delivered their evidence.
+    ``exemplars`` are the labelled exemplars retrieved for the evidence (citable as
+    ``exemplar:<id>``); ``verdict`` is the aggregated answer (``None`` when no aggregator ran).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -23,6 +27,8 @@ class Analysis(BaseModel):
     evidence: list[Evidence] = Field(default_factory=list)
     skipped: dict[str, str] = Field(default_factory=dict)
     failures: dict[str, str] = Field(default_factory=dict)
+    exemplars: list[Exemplar] = Field(default_factory=list)
+    verdict: Verdict | None = None
     seconds: dict[str, float] = Field(default_factory=dict)
 
     def of(self, modality: Modality) -> list[Evidence]:

@@ -27,6 +27,22 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Exemplar(_Frozen):
+    """A labelled exemplar retrieved for one evidence record (cited as ``exemplar:<id>``)."""
+
+    id: str
+    label: str
+    similarity: float
+    evidence_id: str
+    library: str = ""
+    speaker: str | None = None
+    text: str | None = None
+
+    @property
+    def citation(self) -> str:
+        return f"exemplar:{self.id}"
+
+
 class RationaleStep(_Frozen):
     """One claim and the evidence ids it cites; ``check`` says why the verifier accepted or
     rejected it."""
