@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from affectgraph.api import Analyzer, analyze
     from affectgraph.graphs.analyze import build_analysis_graph, compile_analysis_graph
     from affectgraph.graphs.context import AnalyzeOptions
+    from affectgraph.verdict import RationaleStep, Verdict
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,8 @@ _LAZY = {
     "AnalyzeOptions": "affectgraph.graphs.context",
     "build_analysis_graph": "affectgraph.graphs.analyze",
     "compile_analysis_graph": "affectgraph.graphs.analyze",
+    "Verdict": "affectgraph.verdict",
+    "RationaleStep": "affectgraph.verdict",
 }
 
 __all__ = [
@@ -63,9 +66,11 @@ __all__ = [
     "MediaError",
     "ModelUnavailable",
     "Prosody",
+    "RationaleStep",
     "TimeSpan",
     "TranscriptEvidence",
     "Turn",
+    "Verdict",
     "VoiceEvidence",
     "Word",
     "analyze",

@@ -1,7 +1,10 @@
-"""The Python API: :func:`analyze` one clip, or an :class:`Analyzer` that keeps models loaded."""
+"""The Python API: :func:`analyze` one clip for its verdict, or an :class:`Analyzer` that keeps
+models loaded and returns the whole :class:`~affectgraph.analysis.Analysis` (evidence, exemplars
+and the verdict that cites them)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from affectgraph.graphs.context import (
     no_progress,
 )
 from affectgraph.models import ModelRegistry
+from affectgraph.verdict import Verdict
 
 
 class Analyzer:
@@ -53,6 +57,24 @@ class Analyzer:
         state = self.graph.invoke(self.inputs(path, transcript), context=self.context(progress))
         return to_analysis(state)
 
+    def stream(
+        self,
+        path: str | Path,
+        *,
+        transcript: str | Path | None = None,
+        progress: Progress = no_progress,
+    ) -> Iterator[dict[str, Any]]:
+        """The graph's updates as its nodes finish (``{node: partial state}``), then
+        ``{"analysis": Analysis}`` last."""
+        state: dict[str, Any] = {}
+        for update in self.graph.stream(self.inputs(path, transcript),
+                                        context=self.context(progress), stream_mode="updates"):
+            for node, part in update.items():
+                if part:
+                    _merge(state, part)
+                yield {node: part}
+        yield {"analysis": to_analysis(state)}
+
 
 def to_analysis(state: dict[str, Any]) -> Analysis:
     """The :class:`Analysis` held in a finished graph state."""
@@ -66,7 +88,20 @@ def to_analysis(state: dict[str, Any]) -> Analysis:
         skipped=state.get("skipped", {}),
         failures=state.get("failures", {}),
         seconds=state.get("seconds", {}),
+        exemplars=state.get("exemplars", []),
+        verdict=state.get("verdict"),
     )
+
+
+def _merge(state: dict[str, Any], part: dict[str, Any]) -> None:
+    """Apply one node's update to ``state`` the way the graph's reducers do."""
+    for key, value in part.items():
+        if key == "evidence":
+            state[key] = [*state.get(key, []), *value]
+        elif isinstance(value, dict) and key in ("skipped", "failures", "seconds"):
+            state[key] = {**state.get(key, {}), **value}
+        else:
+            state[key] = value
 
 
 def analyze(
@@ -75,6 +110,12 @@ def analyze(
     options: AnalyzeOptions | None = None,
     transcript: str | Path | None = None,
     threads: int = 1,
-) -> Analysis:
-    """Analyse one clip with fresh models (use :class:`Analyzer` for many clips)."""
-    return Analyzer(options, threads=threads).analyze(path, transcript=transcript)
+) -> Verdict:
+    """The verified verdict on one clip, with fresh models.
+
+    For the evidence its rationale cites, or for many clips, use :class:`Analyzer`:
+    ``Analyzer().analyze(path)`` returns the whole :class:`Analysis`.
+    """
+    verdict = Analyzer(options, threads=threads).analyze(path, transcript=transcript).verdict
+    assert verdict is not None  # the graph always ends with a verified verdict
+    return verdict

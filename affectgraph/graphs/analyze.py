@@ -1,12 +1,15 @@
-"""The analysis graph: ingest, speech turns and specialists in parallel, then the join.
+"""The analysis graph: ingest, specialists in parallel, retrieval, aggregation, verification.
 
 ::
 
     START -> ingest -> face ---------------------------\\
-                    \\-> speech -> voice, transcript --> collect -> END
+                    \\-> speech -> voice, transcript --> collect -> retrieve -> aggregate
+                                                                        -> verify -> END
 
 Nodes run through LangGraph ``Send`` so that face analysis overlaps with voice activity
 detection, and voice with transcript. ``collect`` is deferred: it runs once, after all of them.
+``retrieve`` finds labelled exemplars near the evidence, ``aggregate`` fuses everything into a
+verdict with a cited rationale, and ``verify`` checks every step before anything is returned.
 """
 
 from __future__ import annotations
@@ -27,13 +30,19 @@ def build_analysis_graph() -> StateGraph:
     graph.add_node("voice", nodes.voice)
     graph.add_node("transcript", nodes.transcript)
     graph.add_node("collect", nodes.collect, defer=True)
+    graph.add_node("retrieve", nodes.retrieve)
+    graph.add_node("aggregate", nodes.aggregate)
+    graph.add_node("verify", nodes.verify)
     graph.add_edge(START, "ingest")
     graph.add_conditional_edges("ingest", nodes.route_after_ingest, ["face", "speech", "collect"])
     graph.add_conditional_edges("speech", nodes.route_after_speech,
                                 ["voice", "transcript", "collect"])
     for name in ("face", "voice", "transcript"):
         graph.add_edge(name, "collect")
-    graph.add_edge("collect", END)
+    graph.add_edge("collect", "retrieve")
+    graph.add_edge("retrieve", "aggregate")
+    graph.add_edge("aggregate", "verify")
+    graph.add_edge("verify", END)
     return graph
 
 

@@ -14,7 +14,9 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from affectgraph.agents.aggregate import AggregateOptions
 from affectgraph.models import ModelRegistry
+from affectgraph.retrieval.evidence import RetrievalOptions
 from affectgraph.segments import TurnOptions
 from affectgraph.tools.face import FaceOptions
 from affectgraph.tools.transcript import TranscriptOptions
@@ -27,7 +29,8 @@ SPECIALISTS: tuple[Specialist, ...] = ("face", "voice", "transcript")
 class AnalyzeOptions(BaseModel):
     """Options of one analysis; unknown keys are rejected.
 
-    ``specialists`` lists the specialists to run; each has its own options block.
+    ``specialists`` lists the specialists to run; each has its own options block;
+    ``retrieval`` and ``aggregate`` configure the exemplar search and the fusion aggregator.
     ``strict`` re-raises a specialist's failure instead of recording it and going on.
     """
 
@@ -38,6 +41,8 @@ class AnalyzeOptions(BaseModel):
     turns: TurnOptions = Field(default_factory=TurnOptions)
     voice: VoiceOptions = Field(default_factory=VoiceOptions)
     transcript: TranscriptOptions = Field(default_factory=TranscriptOptions)
+    retrieval: RetrievalOptions = Field(default_factory=RetrievalOptions)
+    aggregate: AggregateOptions = Field(default_factory=AggregateOptions)
     strict: bool = False
 
 
@@ -58,7 +63,7 @@ class Toolbox:
     registry: ModelRegistry = field(default_factory=ModelRegistry.default)
     threads: int = 1
     _loaded: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def get(self, key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
         """The model stored under ``key``, loading it with ``load()`` the first time."""
@@ -66,6 +71,12 @@ class Toolbox:
             if key not in self._loaded:
                 self._loaded[key] = load()
             return self._loaded[key]
+
+    def provide(self, key: tuple[Any, ...], model: Any) -> None:
+        """Use ``model`` for ``key`` instead of loading one (e.g. a head trained without the
+        speaker under test)."""
+        with self._lock:
+            self._loaded[key] = model
 
 
 @dataclass

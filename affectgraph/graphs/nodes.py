@@ -166,5 +166,77 @@ def transcript(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[
 
 
 def collect(state: AnalysisState) -> dict[str, Any]:
-    """Join point after every specialist has finished (runs once, deferred)."""
+    """Join point after every specialist has finished (runs once, deferred): evidence ids are
+    final from here on."""
     return {}
+
+
+@guarded("retrieve")
+def retrieve(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+    """The labelled exemplars nearest the evidence, per modality with a library."""
+    from affectgraph.retrieval.evidence import exemplars_for
+
+    ctx = runtime.context
+    options = ctx.options.retrieval
+    present = {e.modality for e in state.get("evidence", [])}
+    chosen = [m for m in options.modalities if m in present]
+    libraries = {m: ctx.toolbox.get(("library", m), lambda m=m: _library(m, ctx)) for m in chosen}
+    vectorisers = {m: ctx.toolbox.get(("evidence-vectoriser", m),
+                                      lambda m=m: _evidence_vectoriser(m, ctx)) for m in chosen}
+    return {"exemplars": exemplars_for(state.get("evidence", []), libraries, vectorisers, options)}
+
+
+def _library(modality: str, ctx: AnalysisContext) -> Any:
+    from affectgraph.retrieval.defaults import default_library
+
+    return default_library(modality, threads=ctx.toolbox.threads)
+
+
+def _evidence_vectoriser(modality: str, ctx: AnalysisContext) -> Any:
+    from affectgraph.retrieval.evidence import EvidenceVectoriser
+
+    if modality == "voice":
+        from affectgraph.tools.voice import VoiceModel
+
+        voice = ctx.toolbox.get(("voice",), VoiceModel.load)
+        return EvidenceVectoriser("voice", "egemaps-v02", voice.revision, len(voice.feature_names),
+                                  names=tuple(voice.feature_names))
+    if modality == "text":
+        from affectgraph.features import TextVectoriser
+        from affectgraph.tools.text_emotion import load_text_emotion
+
+        name = ctx.options.transcript.text_emotion
+        model = ctx.toolbox.get(("text-emotion", name), lambda: load_text_emotion(name))
+        embed = getattr(model, "vectoriser", None)
+        if not isinstance(embed, TextVectoriser):
+            embed = ctx.toolbox.get(("text-vectoriser",),
+                                    lambda: TextVectoriser(ctx.toolbox.registry))
+        return EvidenceVectoriser("text", embed.name, embed.revision, embed.dim, embed=embed)
+    revision = ctx.toolbox.registry.get("fer-mini-xception").revision
+    return EvidenceVectoriser("face", "fer-mini-xception", revision, 128)
+
+
+def aggregate(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+    """Fuse the evidence and the exemplars' votes into a verdict with its rationale."""
+    from affectgraph.agents.aggregate import aggregate as fuse
+    from affectgraph.agents.fusion import FusionModel
+
+    started = time.perf_counter()
+    ctx = runtime.context
+    options = ctx.options.aggregate
+    model = ctx.toolbox.get(("fusion", options.fusion_model),
+                            lambda: FusionModel.load(options.fusion_model))
+    missing = {**state.get("skipped", {}), **state.get("failures", {})}
+    verdict = fuse(state.get("evidence", []), state.get("exemplars", []), state.get("turns", []),
+                   state["media"].duration, model, options=options, missing=missing)
+    return {"verdict": verdict, "seconds": {"aggregate": time.perf_counter() - started}}
+
+
+def verify(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
+    """Check every rationale step against the evidence it cites; keep only grounded ones."""
+    from affectgraph.agents.verifier import verify_verdict
+
+    started = time.perf_counter()
+    verdict = verify_verdict(state["verdict"], state.get("evidence", []),
+                             state.get("exemplars", []))
+    return {"verdict": verdict, "seconds": {"verify": time.perf_counter() - started}}

@@ -7,6 +7,7 @@ from typing import Annotated, TypedDict
 
 from affectgraph.evidence import Evidence, Turn
 from affectgraph.media import MediaInfo
+from affectgraph.verdict import Exemplar, Verdict
 
 
 def merge(left: dict[str, str] | None, right: dict[str, str] | None) -> dict[str, str]:
@@ -22,7 +23,9 @@ class AnalysisState(TypedDict, total=False):
     """What flows between the nodes of the analysis graph.
 
     ``path`` is the clip; ``evidence`` accumulates from the specialists running in parallel;
-    ``skipped`` and ``failures`` map a modality to the reason it has no evidence.
+    ``skipped`` and ``failures`` map a modality to the reason it has no evidence;
+    ``exemplars`` are the labelled exemplars retrieved for the evidence, and ``verdict`` the
+    aggregated answer (verified by the last node).
     """
 
     path: str
@@ -33,3 +36,5 @@ class AnalysisState(TypedDict, total=False):
     skipped: Annotated[dict[str, str], merge]
     failures: Annotated[dict[str, str], merge]
     seconds: Annotated[dict[str, float], merge_seconds]
+    exemplars: list[Exemplar]
+    verdict: Verdict

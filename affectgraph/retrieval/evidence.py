@@ -1,0 +1,112 @@
+"""Retrieval for a whole analysis: the labelled exemplars nearest each piece of evidence.
+
+:func:`exemplars_for` searches each modality's library with every record that has a vector:
+a voice turn (its eGeMAPS functionals), a transcript segment (its MiniLM embedding), and, for
+faces, one query per face track and ``face_window`` seconds (the mean of its frames' expression
+embeddings: thousands of frames of a long video do not each need their own neighbours). Each
+found exemplar is returned as a citable :class:`~affectgraph.verdict.Exemplar` that remembers
+which evidence it was retrieved for (``voice:3``, or ``face:0-24`` for a track's window).
+
+The vectors come from the evidence itself (features and embeddings the specialists already
+computed); only text needs its embedding model, shared with the text emotion head when it has
+one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from affectgraph.evidence import FaceEvidence, TranscriptEvidence, VoiceEvidence
+from affectgraph.retrieval.library import ExemplarLibrary
+from affectgraph.retrieval.search import TEMPERATURE, Retrieval, search
+from affectgraph.verdict import Exemplar, compact_ids
+
+
+class RetrievalOptions(BaseModel):
+    """Options of the retrieval step.
+
+    ``k`` neighbours per query; ``exclude_groups``: exemplar groups (``ravdess_speech/actor05``)
+    or whole data sets (``tess``) to leave out, e.g. the speaker being analysed when that speaker
+    is in a library; ``face_window``: seconds of one face track pooled into one query;
+    ``modalities``: which libraries to search.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    modalities: tuple[str, ...] = ("face", "voice", "text")
+    k: int = Field(default=10, ge=1, le=50)
+    exclude_groups: tuple[str, ...] = ()
+    face_window: float = Field(default=5.0, gt=0)
+    temperature: float = Field(default=TEMPERATURE, gt=0)
+
+
+@dataclass(frozen=True)
+class EvidenceVectoriser:
+    """Names the vectors a library was built with, and reads them off evidence records."""
+
+    modality: str
+    name: str
+    revision: str
+    dim: int
+    names: tuple[str, ...] = ()  # voice: the feature order
+    embed: object = field(default=None, repr=False)  # text: a TextVectoriser
+
+    def vectors(self, records: Sequence[object]) -> tuple[list[object], np.ndarray]:
+        """The records that have a vector, and their vectors (n, dim)."""
+        if self.modality == "voice":
+            kept = [r for r in records if isinstance(r, VoiceEvidence) and r.features]
+            rows = [[r.features[n] for n in self.names] for r in kept]
+        elif self.modality == "text":
+            kept = [r for r in records if isinstance(r, TranscriptEvidence) and r.text.strip()]
+            rows = self.embed.embed([r.text for r in kept]) if kept else []  # type: ignore[attr-defined]
+        else:
+            kept = [r for r in records if isinstance(r, FaceEvidence) and r.embedding is not None]
+            rows = [list(r.embedding) for r in kept]
+        return kept, np.asarray(rows, dtype=np.float32).reshape(len(kept), self.dim)
+
+
+def exemplars_for(evidence: Sequence[object], libraries: Mapping[str, ExemplarLibrary],
+                  vectorisers: Mapping[str, EvidenceVectoriser],
+                  options: RetrievalOptions = RetrievalOptions()) -> list[Exemplar]:
+    """The exemplars nearest the evidence, per modality with a library (checked against its
+    vectoriser: :class:`~affectgraph.errors.ConfigError` if they differ)."""
+    out: list[Exemplar] = []
+    for modality, library in libraries.items():
+        vec = vectorisers[modality]
+        library.check_vectoriser(vec)
+        kept, raw = vec.vectors([r for r in evidence if r.modality == modality])  # type: ignore[attr-defined]
+        if not kept:
+            continue
+        keys = [r.id for r in kept]  # type: ignore[attr-defined]
+        if modality == "face":
+            keys, raw = _face_queries(kept, raw, options.face_window)
+        found = search(library, raw, k=options.k, exclude_groups=options.exclude_groups,
+                       temperature=options.temperature)
+        for key, retrieval in zip(keys, found, strict=True):
+            out += _cited(key, retrieval)
+    return out
+
+
+def _face_queries(records: Sequence[FaceEvidence], raw: np.ndarray, window: float
+                  ) -> tuple[list[str], np.ndarray]:
+    """One query per track and window: the normalised mean embedding, keyed by its records."""
+    groups: dict[tuple[int | None, int], list[int]] = defaultdict(list)
+    for n, r in enumerate(records):
+        groups[(r.track_id, int(r.span.start // window))].append(n)
+    keys, rows = [], []
+    for members in groups.values():
+        keys.append(", ".join(compact_ids(records[n].id for n in members)))
+        mean = raw[members].mean(axis=0)
+        rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+    return keys, np.asarray(rows, dtype=np.float32)
+
+
+def _cited(key: str, found: Retrieval) -> list[Exemplar]:
+    return [Exemplar(id=n.id, label=n.label, similarity=n.similarity, evidence_id=key,
+                     library=found.library, speaker=n.speaker, text=n.text)
+            for n in found.neighbours]
