@@ -40,8 +40,10 @@ class Analyzer:
         self.toolbox = Toolbox(registry or ModelRegistry.default(), threads=threads)
         self.graph = compile_analysis_graph()
 
-    def context(self, progress: Progress = no_progress) -> AnalysisContext:
-        return AnalysisContext(options=self.options, toolbox=self.toolbox, progress=progress)
+    def context(self, progress: Progress = no_progress,
+                options: AnalyzeOptions | None = None) -> AnalysisContext:
+        return AnalysisContext(options=options or self.options, toolbox=self.toolbox,
+                               progress=progress)
 
     def inputs(self, path: str | Path, transcript: str | Path | None = None) -> dict[str, Any]:
         return {"path": str(path), "transcript_file": str(transcript) if transcript else None}
@@ -52,9 +54,12 @@ class Analyzer:
         *,
         transcript: str | Path | None = None,
         progress: Progress = no_progress,
+        options: AnalyzeOptions | None = None,
     ) -> Analysis:
-        """Analyse one clip; ``transcript`` (.vtt/.srt/.json/.txt) replaces speech recognition."""
-        state = self.graph.invoke(self.inputs(path, transcript), context=self.context(progress))
+        """Analyse one clip; ``transcript`` (.vtt/.srt/.json/.txt) replaces speech recognition;
+        ``options`` replace the analyzer's for this clip only (loaded models are shared)."""
+        state = self.graph.invoke(self.inputs(path, transcript),
+                                  context=self.context(progress, options))
         return to_analysis(state)
 
     def stream(
@@ -63,17 +68,14 @@ class Analyzer:
         *,
         transcript: str | Path | None = None,
         progress: Progress = no_progress,
-    ) -> Iterator[dict[str, Any]]:
-        """The graph's updates as its nodes finish (``{node: partial state}``), then
-        ``{"analysis": Analysis}`` last."""
-        state: dict[str, Any] = {}
-        for update in self.graph.stream(self.inputs(path, transcript),
-                                        context=self.context(progress), stream_mode="updates"):
-            for node, part in update.items():
-                if part:
-                    _merge(state, part)
-                yield {node: part}
-        yield {"analysis": to_analysis(state)}
+        options: AnalyzeOptions | None = None,
+    ) -> Iterator[tuple[str, Any]]:
+        """The graph's chunks as it runs: ``("updates", {node: partial state})`` when a node
+        finishes and ``("values", state)`` snapshots; :func:`to_analysis` of the last state is
+        the :class:`Analysis` (:func:`affectgraph.summary.follow` prints and returns it)."""
+        yield from self.graph.stream(self.inputs(path, transcript),
+                                     context=self.context(progress, options),
+                                     stream_mode=["updates", "values"])
 
 
 def to_analysis(state: dict[str, Any]) -> Analysis:
@@ -91,17 +93,6 @@ def to_analysis(state: dict[str, Any]) -> Analysis:
         exemplars=state.get("exemplars", []),
         verdict=state.get("verdict"),
     )
-
-
-def _merge(state: dict[str, Any], part: dict[str, Any]) -> None:
-    """Apply one node's update to ``state`` the way the graph's reducers do."""
-    for key, value in part.items():
-        if key == "evidence":
-            state[key] = [*state.get(key, []), *value]
-        elif isinstance(value, dict) and key in ("skipped", "failures", "seconds"):
-            state[key] = {**state.get(key, {}), **value}
-        else:
-            state[key] = value
 
 
 def analyze(

@@ -44,14 +44,20 @@ def analyze(
     channels: Annotated[str, typer.Option(help="'mix' the audio to mono, or 'split' one speaker per channel (stereo calls).")] = "mix",
     roles: Annotated[str | None, typer.Option(help="Comma-separated speaker role per channel with --channels split, e.g. agent,customer.")] = None,
     speaker_norm: Annotated[bool, typer.Option("--speaker-norm", help="Normalise each voice turn by the same speaker's other turns (long recordings).")] = False,
+    exclude_group: Annotated[list[str] | None, typer.Option("--exclude-group", help="Leave this exemplar group or data set out of retrieval, e.g. ravdess_speech/actor05 (repeatable).")] = None,
+    no_retrieval: Annotated[bool, typer.Option("--no-retrieval", help="Do not retrieve labelled exemplars.")] = False,
+    abstain_below: Annotated[float | None, typer.Option(help="Abstain when the verdict's confidence is below this (default: the fusion model's threshold).")] = None,
+    fusion_model: Annotated[Path | None, typer.Option(help="A fusion model trained with 'affectgraph train fusion --out'.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report (timeline plot, verdict, cited rationale) here.")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Print evidence and reasoning steps as they arrive.")] = False,
     threads: Annotated[int, typer.Option(help="CPU threads per model.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on the terminal.")] = False,
 ) -> None:
-    """Analyse a clip: face, voice and transcript evidence over time."""
-    from affectgraph.api import Analyzer
+    """Analyse a clip: face, voice and transcript evidence over time, and a verified verdict."""
+    from affectgraph.api import Analyzer, to_analysis
     from affectgraph.graphs.context import SPECIALISTS, AnalyzeOptions
     from affectgraph.progress import progress_display
-    from affectgraph.summary import render
+    from affectgraph.summary import follow, render
 
     off = {"face": no_face, "voice": no_voice, "transcript": no_transcript}
     defaults = AnalyzeOptions()
@@ -64,15 +70,31 @@ def analyze(
         }),
         voice=defaults.voice.model_copy(update={"speaker_normalise": speaker_norm}),
         transcript=defaults.transcript.model_copy(update={"model": asr_model, "language": language}),
+        retrieval=defaults.retrieval.model_copy(update={
+            "exclude_groups": tuple(exclude_group or ()),
+            "modalities": () if no_retrieval else defaults.retrieval.modalities,
+        }),
+        aggregate=defaults.aggregate.model_copy(update={
+            "abstain_below": abstain_below,
+            "fusion_model": str(fusion_model) if fusion_model else None,
+        }),
     )
     options = AnalyzeOptions.model_validate(options.model_dump())  # validate the updates once
     analyzer = Analyzer(options, threads=threads)
     from affectgraph import media
 
     info = media.probe(path)
-    with progress_display(err, info.duration, enabled=info.duration >= PROGRESS_MIN_SECONDS,
-                          specialists=options.specialists) as progress:
-        result = analyzer.analyze(path, transcript=transcript, progress=progress)
+    if stream:
+        out = Console(stderr=str(json_out) == "-")
+        result = to_analysis(follow(analyzer.stream(path, transcript=transcript), out) or {})
+    else:
+        with progress_display(err, info.duration, enabled=info.duration >= PROGRESS_MIN_SECONDS,
+                              specialists=options.specialists) as progress:
+            result = analyzer.analyze(path, transcript=transcript, progress=progress)
+    if report is not None:
+        from affectgraph.report import write_report
+
+        err.print(f"report written to {write_report(result, report)}")
     if json_out is not None:
         text = result.model_dump_json(indent=2)
         if str(json_out) == "-":
@@ -80,7 +102,7 @@ def analyze(
         else:
             json_out.write_text(text)
             err.print(f"evidence written to {json_out}")
-    if not quiet and str(json_out) != "-":
+    if not quiet and not stream and str(json_out) != "-":
         render(result, Console())
 
 

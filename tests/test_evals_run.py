@@ -1,5 +1,5 @@
 """Runs of the harness with the shipped dummy predictor: outputs, resuming, workers, compare,
-ablation, and the av modality's refusal until the graph has an aggregator."""
+ablation, and the av modality reading the graph's verdict."""
 
 from __future__ import annotations
 
@@ -175,18 +175,6 @@ def test_ablation_runs_each_modality_and_the_graph(tmp_path: Path, cache: Path) 
     assert result.exit_code == 2 and "holds no video or audio" in result.output
 
 
-def test_av_needs_the_aggregator(tmp_path: Path) -> None:
-    from affectgraph.analysis import Analysis
-
-    if "verdict" in Analysis.model_fields:
-        pytest.skip("the graph has an aggregator now")
-    result = invoke("ravdess_av", "--out", str(tmp_path / "av"))
-    assert result.exit_code == 2
-    assert result.output.startswith("error: the av modality evaluates the analysis graph's "
-                                    "verdict") and result.output.count("\n") == 1
-    assert not (tmp_path / "av").exists()
-
-
 def test_av_reads_the_verdict_and_its_judged_steps(data_dir: Path) -> None:
     from affectgraph.datasets import load_dataset
     from affectgraph.evals.specialists import AvPredictor
@@ -199,8 +187,15 @@ def test_av_reads_the_verdict_and_its_judged_steps(data_dir: Path) -> None:
     dist = {"neutral": 0.1, "happy": 0.05, "sad": 0.05, "angry": 0.6, "fearful": 0.1,
             "disgusted": 0.05, "surprised": 0.05}
 
+    from affectgraph.graphs.context import AnalyzeOptions
+
+    excluded = []
+
     class Graph:
-        def analyze(self, path: Path) -> object:
+        options = AnalyzeOptions()
+
+        def analyze(self, path: Path, options: AnalyzeOptions) -> object:
+            excluded.append(options.retrieval.exclude_groups)
             angry = not path.name.startswith("01-01-03")  # the happy clip abstains
             verdict = Verdict(label="angry" if angry else None, distribution=dist,
                               confidence=0.6, valence=-0.5, arousal=0.7,
@@ -211,7 +206,9 @@ def test_av_reads_the_verdict_and_its_judged_steps(data_dir: Path) -> None:
     items = load_dataset("ravdess_av", root=data_dir)[:2]
     spec = PredictorSpec(name="av", modality="av", labels=("neutral", "sad", "angry"))
     out = AvPredictor(spec, analyzer=Graph()).predict(
-        [EvalItem(i, "f", frozenset()) for i in items])
+        [EvalItem(i, "f", frozenset({i.group})) for i in items])
+    # actor 05 is held out of retrieval under both RAVDESS data sets' names
+    assert excluded == [("ravdess_av/actor05", "ravdess_speech/actor05")] * 2
     assert out[0].label == "angry" and out[0].distribution == pytest.approx(
         {"neutral": 0.1 / 0.75, "sad": 0.05 / 0.75, "angry": 0.6 / 0.75})
     assert [s.grounded for s in out[0].steps] == [True, False]

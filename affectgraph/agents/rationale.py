@@ -9,7 +9,7 @@ check every time, emotion and number in it:
 - the prosody behind the voice: pitch (Hz), pitch range (semitones), loudness (sones),
   speaking rate (syllables/s);
 - the retrieved exemplars, when their vote moved the decision: "8 of 10 nearest labelled voice
-  exemplars are angry [exemplar:...]";
+  exemplars are angry" (citing the exemplars);
 - conflicts between modalities, named as such: "the words are neutral [text:0] while the face
   shows anger [face:4-9]".
 
@@ -61,7 +61,7 @@ def build_rationale(records: Mapping[str, object], pooled: Mapping[str, Pooled],
             group = [e for e in exemplars if e.evidence_id == p.voted[0]]
             if group:
                 steps.append(_Step(abs(fused.vote_pull[modality]),
-                                   _step(_exemplar_claim(modality, group))))
+                                   _exemplar_step(modality, group)))
     steps += _conflicts(said, strength)
     steps.sort(key=lambda s: -s.strength)
     return [s.step for s in steps]
@@ -110,12 +110,14 @@ def _prosody_claim(cited: Sequence[object]) -> str | None:
     return lead + ", ".join(parts) + f" [{_cite(r.id for r in voiced)}]"
 
 
-def _exemplar_claim(modality: str, group: Sequence[Exemplar]) -> str:
+def _exemplar_step(modality: str, group: Sequence[Exemplar]) -> RationaleStep:
+    """The vote of one retrieval; the exemplars are cited in ``cites`` (ten ids would drown
+    the claim), so the whole claim rests on them."""
     counts = {c: sum(1 for e in group if e.label == c) for c in LABELS}
     label = max(counts, key=lambda c: counts[c])
-    ids = ", ".join(e.citation for e in group)
-    return (f"{counts[label]} of {len(group)} nearest labelled {modality} exemplars are "
-            f"{label} (retrieved for {group[0].evidence_id}) [{ids}]")
+    claim = (f"{counts[label]} of {len(group)} nearest labelled {modality} exemplars are "
+             f"{label} (retrieved for {group[0].evidence_id})")
+    return RationaleStep(claim=claim, cites=[e.citation for e in group])
 
 
 def _conflicts(said: Mapping[str, tuple[str, float, list[str]]], strength: Mapping[str, float]

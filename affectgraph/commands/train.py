@@ -21,6 +21,7 @@ TRAINERS = {
     "voice": ("affectgraph.commands.train_voice", "train_voice"),
     "text": ("affectgraph.commands.train_text", "train_text"),
     "face": ("affectgraph.commands.train_face", "train_face"),
+    "fusion": ("affectgraph.commands.train_fusion", "train_fusion"),
 }
 
 Data = Annotated[Path | None, typer.Option(help="Data folder (default: $AFFECTGRAPH_DATA or ../shared/data).")]
@@ -28,9 +29,9 @@ Out = Annotated[Path | None, typer.Option(help="Where to write the head (default
 Evaluate = Annotated[bool, typer.Option("--evaluate", help="Also print the held-out comparisons.")]
 
 
-def _run(modality: str, data: Path | None, out: Path | None, evaluate: bool) -> None:
+def _run(modality: str, data: Path | None, out: Path | None, evaluate: bool, **extra) -> None:
     module, function = TRAINERS[modality]
-    getattr(importlib.import_module(module), function)(data, out, evaluate)
+    getattr(importlib.import_module(module), function)(data, out, evaluate, **extra)
 
 
 @app.command()
@@ -52,3 +53,15 @@ def text(data: Data = None, out: Out = None, evaluate: Evaluate = False) -> None
 def face(data: Data = None, out: Out = None, evaluate: Evaluate = False) -> None:
     """The face head on fer features of FER2013 and faces_web (people held out)."""
     _run("face", data, out, evaluate)
+
+
+@app.command()
+@user_errors
+def fusion(
+    data: Data = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the fusion model (default: the shipped one).")] = None,
+    evaluate: Annotated[bool, typer.Option("--evaluate", help="Also run the 7 RAVDESS audio-visual clips through the graph, their actor held out.")] = False,
+    table: Annotated[Path | None, typer.Option(help="Held-out table: read it if it exists, else build it (about an hour) and write it here.")] = None,
+) -> None:
+    """The fusion aggregator on cross-fitted held-out predictions of every specialist."""
+    _run("fusion", data, out, evaluate, table=table)

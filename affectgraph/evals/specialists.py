@@ -406,8 +406,13 @@ class AvPredictor:
     def predict(self, items: Sequence[EvalItem]) -> list[Prediction]:
         out = []
         for entry in items:
+            options = self.analyzer.options
+            retrieval = options.retrieval.model_copy(
+                update={"exclude_groups": same_people(entry.held_out)})
             try:
-                verdict = self.analyzer.analyze(entry.item.path).verdict
+                verdict = self.analyzer.analyze(
+                    entry.item.path,
+                    options=options.model_copy(update={"retrieval": retrieval})).verdict
             except MediaError as exc:
                 out.append(abstain(entry.id, f"unreadable: {exc}"))
                 continue
@@ -418,18 +423,18 @@ class AvPredictor:
         return out
 
 
-def require_verdict() -> None:
-    """Raise :class:`~affectgraph.errors.ConfigError` unless the graph writes a verdict."""
-    from affectgraph.analysis import Analysis
-
-    if "verdict" not in Analysis.model_fields:
-        raise ConfigError("the av modality evaluates the analysis graph's verdict, and this "
-                          "version's graph has no aggregator yet (it lands with the grounded "
-                          "verdict); evaluate --modality face, voice or text, or --predictor dummy")
+def same_people(groups: Sequence[str] | frozenset[str]) -> tuple[str, ...]:
+    """The held-out groups and the same people's groups in other data sets: RAVDESS actors are
+    the same in ``ravdess_av`` and ``ravdess_speech`` (whose audio is in the voice library)."""
+    out = dict.fromkeys(sorted(groups))
+    for group in sorted(groups):
+        dataset, _, person = group.partition("/")
+        if dataset in ("ravdess_av", "ravdess_speech") and person:
+            out.update(dict.fromkeys(f"{d}/{person}" for d in ("ravdess_av", "ravdess_speech")))
+    return tuple(out)
 
 
 def _graph_analyzer(spec: PredictorSpec) -> Any:
-    require_verdict()
     from affectgraph.api import Analyzer
     from affectgraph.graphs.context import AnalyzeOptions
 
@@ -439,9 +444,6 @@ def _graph_analyzer(spec: PredictorSpec) -> Any:
 
 
 def av_revision(spec: PredictorSpec) -> str:
-    """Raises :class:`~affectgraph.errors.ConfigError` (before any model loads) while the
-    graph writes no verdict."""
-    require_verdict()
     return _graph_revision(spec)
 
 

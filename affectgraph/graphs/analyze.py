@@ -39,7 +39,7 @@ def build_analysis_graph() -> StateGraph:
                                 ["voice", "transcript", "collect"])
     for name in ("face", "voice", "transcript"):
         graph.add_edge(name, "collect")
-    graph.add_edge("collect", "retrieve")
+    graph.add_conditional_edges("collect", nodes.route_after_collect, ["retrieve", END])
     graph.add_edge("retrieve", "aggregate")
     graph.add_edge("aggregate", "verify")
     graph.add_edge("verify", END)

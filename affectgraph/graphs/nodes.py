@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
@@ -166,9 +167,20 @@ def transcript(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[
 
 
 def collect(state: AnalysisState) -> dict[str, Any]:
-    """Join point after every specialist has finished (runs once, deferred): evidence ids are
-    final from here on."""
+    """Join point of the specialists (deferred; see :func:`route_after_collect`)."""
     return {}
+
+
+def route_after_collect(state: AnalysisState) -> str:
+    """On to retrieval once every specialist that was to run has finished (or failed).
+
+    ``collect`` is deferred, yet LangGraph may run it as soon as one branch arrives when the
+    other's tasks were sent (``Send``) in the same step; that early arrival goes no further.
+    """
+    skipped = state.get("skipped", {})
+    finished = set(state.get("seconds", {})) | set(state.get("failures", {}))
+    waiting = [name for name in SPECIALISTS if name not in skipped and name not in finished]
+    return END if waiting else "retrieve"
 
 
 @guarded("retrieve")
@@ -221,11 +233,11 @@ def aggregate(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[s
     from affectgraph.agents.aggregate import aggregate as fuse
     from affectgraph.agents.fusion import FusionModel
 
-    started = time.perf_counter()
     ctx = runtime.context
     options = ctx.options.aggregate
     model = ctx.toolbox.get(("fusion", options.fusion_model),
                             lambda: FusionModel.load(options.fusion_model))
+    started = time.perf_counter()
     missing = {**state.get("skipped", {}), **state.get("failures", {})}
     verdict = fuse(state.get("evidence", []), state.get("exemplars", []), state.get("turns", []),
                    state["media"].duration, model, options=options, missing=missing)
