@@ -120,6 +120,10 @@ def test_a_failing_specialist_does_not_sink_the_run(ravdess_clip: Path, tmp_path
     a = analyzer.analyze(ravdess_clip)
     assert "face" in a.failures and "models pull" in a.failures["face"]
     assert a.of("voice") and a.of("face") == []
+    # the verdict comes from the other modalities and names what failed
+    assert a.verdict is not None and "face" not in a.verdict.modality_weights
+    assert "without face: ModelUnavailable" in a.verdict.note  # (whisper is missing too)
+    assert a.verdict.note.endswith("the verdict rests on voice")
 
 
 def test_given_transcript_replaces_asr(analyzer: Analyzer, ravdess_clip: Path,
@@ -152,6 +156,54 @@ def test_state_is_serialisable_and_graph_shape_is_stable(analyzer: Analyzer,
     drawing = graph.get_graph().draw_mermaid()
     for edge in ("ingest", "speech", "face", "voice", "transcript", "collect"):
         assert edge in drawing
+
+
+def test_the_verdict_is_verified_and_cites_this_clips_evidence(clip_analysis) -> None:
+    v = clip_analysis.verdict
+    assert v is not None and v.aggregator.startswith("fusion")
+    assert v.grounding == 1.0 and v.rationale and not v.rejected
+    known = {e.id for e in clip_analysis.evidence} | {
+        e.citation for e in clip_analysis.exemplars}
+    from affectgraph.verdict import expand_ids
+
+    for step in v.rationale:
+        assert step.grounded and set(expand_ids(step.cites)) <= known
+    assert v.timeline and v.timeline[0].span.start >= 0
+    assert set(v.modality_weights) == {"face", "voice", "text"}
+    assert abs(sum(v.modality_weights.values()) - 1) < 0.01
+    assert clip_analysis.seconds["aggregate"] + clip_analysis.seconds["verify"] < 0.5
+
+
+def test_photo_and_speech_get_verdicts_from_what_they_have(analyzer: Analyzer,
+                                                           face_photo: Path,
+                                                           speech_wav: Path) -> None:
+    photo = analyzer.analyze(face_photo).verdict
+    assert photo is not None and set(photo.modality_weights) == {"face"}
+    speech = analyzer.analyze(speech_wav).verdict
+    assert speech is not None and set(speech.modality_weights) <= {"voice", "text"}
+    assert "voice" in speech.modality_weights and speech.grounding == 1.0
+
+
+def test_streaming_retrieves_aggregates_and_verifies_once(analyzer: Analyzer,
+                                                          ravdess_clip: Path) -> None:
+    from affectgraph.api import to_analysis
+
+    nodes, state = [], None
+    for mode, chunk in analyzer.stream(ravdess_clip):
+        if mode == "updates":
+            nodes += list(chunk)
+        else:
+            state = chunk
+    assert [n for n in nodes if n in ("retrieve", "aggregate", "verify")] == [
+        "retrieve", "aggregate", "verify"]
+    assert nodes.index("retrieve") > max(nodes.index(n) for n in ("face", "voice", "transcript"))
+    assert to_analysis(state).verdict.grounding == 1.0
+
+
+def test_silence_abstains_with_its_reason(analyzer: Analyzer, tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "black.mp4", seconds=2.0, tone_hz=0.0)
+    v = analyzer.analyze(clip).verdict
+    assert v is not None and v.label is None and "no specialist" in v.abstention
 
 
 def _norm(text: str) -> str:

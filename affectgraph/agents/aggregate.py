@@ -118,5 +118,10 @@ def _note(pooled: Mapping[str, Pooled], missing: Mapping[str, str]) -> str | Non
     if not absent:
         return None
     rests = ", ".join(sorted(pooled)) or "nothing"
-    parts = "; ".join(f"{m}: {why}" for m, why in absent.items())
+    parts = "; ".join(f"{m}: {_short(why)}" for m, why in absent.items())
     return f"without {parts}; the verdict rests on {rests}"
+
+
+def _short(why: str, most: int = 100) -> str:
+    """A failure's message cut to its start (the full one is in ``Analysis.failures``)."""
+    return why if len(why) <= most else why[:most].rstrip() + "..."
