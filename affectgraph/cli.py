@@ -81,6 +81,8 @@ def analyze(
     )
     options = AnalyzeOptions.model_validate(options.model_dump())  # validate the updates once
     analyzer = Analyzer(options, threads=threads)
+    if exclude_group:
+        _check_groups(analyzer, options.retrieval.modalities, exclude_group)
     from affectgraph import media
 
     info = media.probe(path)
@@ -104,6 +106,17 @@ def analyze(
             err.print(f"evidence written to {json_out}")
     if not quiet and not stream and str(json_out) != "-":
         render(result, Console())
+
+
+def _check_groups(analyzer, modalities: tuple[str, ...], groups: list[str]) -> None:
+    """Load the libraries now (handing them to the analyzer) to reject unknown groups early."""
+    from affectgraph.retrieval.defaults import default_library
+    from affectgraph.retrieval.evidence import check_groups
+
+    libraries = {m: default_library(m) for m in modalities}
+    for modality, library in libraries.items():
+        analyzer.toolbox.provide(("library", modality), library)
+    check_groups(groups, libraries)
 
 
 @models_app.command("list")

@@ -45,6 +45,9 @@ def test_json_to_stdout_with_switches(speech_wav: Path) -> None:
         (["analyze", "{clip}", "--transcript", "missing.vtt"], "missing.vtt"),
         (["models", "pull", "whisper-bse"], "did you mean 'whisper-base'"),
         (["analyze", "{clip}", "--colour"], "No such option"),
+        (["analyze", "{clip}", "--exclude-group", "ravdess_speech/actr05"],
+         "did you mean 'ravdess_speech/actor05'"),
+        (["analyze", "{clip}", "--abstain-below", "1.5"], "abstain_below"),
     ],
 )
 def test_user_errors_are_one_clear_line(args: list[str], message: str, speech_wav: Path) -> None:
@@ -66,3 +69,17 @@ def test_models_list_shows_licences() -> None:
     result = run("models", "list")
     assert result.returncode == 0
     assert "whisper-base" in result.stdout and "Apache-2.0" in result.stdout
+
+
+def test_stream_and_report(speech_wav: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    result = run("analyze", str(speech_wav), "--stream", "--report", str(report),
+                 "--asr-model", "whisper-tiny.en", "--exclude-group", "ravdess_speech/actor01")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    first = {key: next(n for n, line in enumerate(lines) if line.startswith(key))
+             for key in ("voice:0", "text:0", "exemplars", "verdict", "step")}
+    assert first["voice:0"] < first["exemplars"] < first["verdict"] < first["step"]
+    assert "actor01" not in result.stdout.split("exemplars", 1)[1].split("verdict")[0]
+    html = report.read_text()
+    assert "<svg" in html and "voice:0" in html

@@ -92,6 +92,24 @@ def exemplars_for(evidence: Sequence[object], libraries: Mapping[str, ExemplarLi
     return out
 
 
+def check_groups(groups: Sequence[str], libraries: Mapping[str, ExemplarLibrary]) -> None:
+    """:class:`~affectgraph.errors.ConfigError` for a group or data set to exclude that no
+    library holds (a typo would otherwise exclude nothing), naming the closest one."""
+    import difflib
+
+    from affectgraph.errors import ConfigError
+
+    datasets = {e.dataset for lib in libraries.values() for e in lib.exemplars}
+    known = datasets | {e.group for lib in libraries.values() for e in lib.exemplars}
+    for group in groups:
+        if group not in known:
+            close = difflib.get_close_matches(group, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"no exemplar library holds the group or data set {group!r}{hint} "
+                              f"Give a data set ({', '.join(sorted(datasets))}) or one of its "
+                              "groups, e.g. ravdess_speech/actor05")
+
+
 def _face_queries(records: Sequence[FaceEvidence], raw: np.ndarray, window: float
                   ) -> tuple[list[str], np.ndarray]:
     """One query per track and window: the normalised mean embedding, keyed by its records."""
