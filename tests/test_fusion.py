@@ -102,7 +102,10 @@ def test_cross_fitting_scores_fusion_against_each_single_source() -> None:
     assert set(scores) == {"fusion", "voice model", "text model"}
     assert scores["fusion"].war >= scores["voice model"].war - 0.02
     assert scores["text model"].war < 0.3
-    assert 0.0 <= choose_threshold(fitted) <= 0.6
+    threshold = choose_threshold(fitted)
+    kept = fitted.confidence >= threshold
+    assert 0.0 < kept.mean() < 1.0  # the noise-only (text alone) answers are abstained on
+    assert fitted.correct[kept].mean() > 0.6 > 1 / 3 > fitted.correct[~kept].mean()
 
 
 def test_the_shipped_model_records_its_data_and_held_out_scores(shipped: FusionModel) -> None:
