@@ -18,7 +18,7 @@ install-dev: $(BIN)/python
 	$(BIN)/affectgraph models pull
 
 demo: install
-	$(BIN)/affectgraph analyze $(EXAMPLE) --json out/example.json
+	$(BIN)/affectgraph analyze $(EXAMPLE) --exclude-group ravdess_speech/actor05 --json out/example.json --report out/example.html
 
 test: install-dev
 	$(BIN)/python -m pytest
