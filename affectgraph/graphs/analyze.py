@@ -21,9 +21,15 @@ from affectgraph.graphs.context import AnalysisContext
 from affectgraph.graphs.state import AnalysisState
 
 
-def build_analysis_graph() -> StateGraph:
-    """The uncompiled analysis graph, for callers that add or replace nodes before compiling."""
-    graph = StateGraph(AnalysisState, context_schema=AnalysisContext)
+def build_analysis_graph(context_schema: type = AnalysisContext) -> StateGraph:
+    """The uncompiled analysis graph, for callers that add or replace nodes before compiling.
+
+    ``context_schema`` is the run context's type: an :class:`AnalysisContext`, or a type with
+    the same ``options``, ``toolbox`` and ``progress`` (the LangGraph server's, in
+    :mod:`affectgraph.graphs.server`). To choose the specialists, swap the aggregator or add a
+    review step, see :mod:`affectgraph.graphs.compose`.
+    """
+    graph = StateGraph(AnalysisState, context_schema=context_schema)
     graph.add_node("ingest", nodes.ingest)
     graph.add_node("speech", nodes.speech)
     graph.add_node("face", nodes.face)

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langgraph.graph import END
@@ -177,9 +177,24 @@ def route_after_collect(state: AnalysisState) -> str:
     ``collect`` is deferred, yet LangGraph may run it as soon as one branch arrives when the
     other's tasks were sent (``Send``) in the same step; that early arrival goes no further.
     """
+    return _after_collect(state, SPECIALISTS)
+
+
+def route_after_collect_for(names: Sequence[str]) -> Callable[[AnalysisState], str]:
+    """:func:`route_after_collect` for a graph running the specialists ``names`` (a composed
+    graph, :mod:`affectgraph.graphs.compose`): it waits for those and only those."""
+    chosen = tuple(names)
+
+    def route_after_collect(state: AnalysisState) -> str:
+        return _after_collect(state, chosen)
+
+    return route_after_collect
+
+
+def _after_collect(state: AnalysisState, names: Sequence[str]) -> str:
     skipped = state.get("skipped", {})
     finished = set(state.get("seconds", {})) | set(state.get("failures", {}))
-    waiting = [name for name in SPECIALISTS if name not in skipped and name not in finished]
+    waiting = [name for name in names if name not in skipped and name not in finished]
     return END if waiting else "retrieve"
 
 
