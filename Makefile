@@ -16,6 +16,7 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/affectgraph models pull
+	$(BIN)/affectgraph models pull smollm2-135m-instruct
 
 demo: install
 	$(BIN)/affectgraph analyze $(EXAMPLE) --exclude-group ravdess_speech/actor05 --json out/example.json --report out/example.html

@@ -48,6 +48,10 @@ def analyze(
     no_retrieval: Annotated[bool, typer.Option("--no-retrieval", help="Do not retrieve labelled exemplars.")] = False,
     abstain_below: Annotated[float | None, typer.Option(help="Abstain when the verdict's confidence is below this (default: the fusion model's threshold).")] = None,
     fusion_model: Annotated[Path | None, typer.Option(help="A fusion model trained with 'affectgraph train fusion --out'.")] = None,
+    llm: Annotated[str, typer.Option(help="Let an LLM write the verdict from the evidence: none, openai:MODEL (an OpenAI-compatible server: $OPENAI_BASE_URL, $OPENAI_API_KEY) or local:PATH.")] = "none",
+    llm_base_url: Annotated[str | None, typer.Option(help="The OpenAI-compatible server's URL, e.g. http://localhost:11434/v1.")] = None,
+    llm_timeout: Annotated[float, typer.Option(help="Seconds one LLM answer may take.")] = 120.0,
+    llm_attempts: Annotated[int, typer.Option(help="LLM answers asked for before falling back to the fusion verdict.")] = 3,
     report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report (timeline plot, verdict, cited rationale) here.")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print evidence and reasoning steps as they arrive.")] = False,
     threads: Annotated[int, typer.Option(help="CPU threads per model.")] = 1,
@@ -78,9 +82,19 @@ def analyze(
             "abstain_below": abstain_below,
             "fusion_model": str(fusion_model) if fusion_model else None,
         }),
+        llm=llm,
+        llm_options=defaults.llm_options.model_copy(update={"base_url": llm_base_url,
+                                                            "timeout": llm_timeout}),
+        llm_aggregate=defaults.llm_aggregate.model_copy(update={"attempts": llm_attempts}),
     )
     options = AnalyzeOptions.model_validate(options.model_dump())  # validate the updates once
     analyzer = Analyzer(options, threads=threads)
+    if options.llm != "none":  # reach the LLM before minutes of analysis, not after
+        from affectgraph.agents.llm import load_chat_model
+
+        with err.status(f"connecting to {options.llm}"):
+            analyzer.toolbox.provide(("llm", options.llm, options.llm_options),
+                                     load_chat_model(options.llm, options=options.llm_options))
     if exclude_group:
         _check_groups(analyzer, options.retrieval.modalities, exclude_group)
     from affectgraph import media
@@ -106,6 +120,23 @@ def analyze(
             err.print(f"evidence written to {json_out}")
     if not quiet and not stream and str(json_out) != "-":
         render(result, Console())
+
+
+@app.command("chat")
+@user_errors
+def chat_command(
+    path: Annotated[Path, typer.Argument(help="The clip to talk about.")],
+    db: Annotated[Path | None, typer.Option(help="SQLite file keeping the chats (default: $AFFECTGRAPH_HOME/chat.sqlite).")] = None,
+    thread: Annotated[str | None, typer.Option(help="Conversation name (default: the clip's path, so the same clip resumes).")] = None,
+    llm: Annotated[str, typer.Option(help="none (offline answers from the evidence), openai:MODEL or local:PATH.")] = "none",
+    llm_base_url: Annotated[str | None, typer.Option(help="The OpenAI-compatible server's URL.")] = None,
+) -> None:
+    """Ask questions about a clip; answers cite evidence ids and times, and threads resume."""
+    from affectgraph.agents.llm import LLMOptions, load_chat_model
+    from affectgraph.graphs.chat import chat
+
+    model = load_chat_model(llm, options=LLMOptions(base_url=llm_base_url))
+    raise typer.Exit(chat(path, db=db, thread=thread, llm=model))
 
 
 def _check_groups(analyzer, modalities: tuple[str, ...], groups: list[str]) -> None:

@@ -48,6 +48,10 @@ def test_json_to_stdout_with_switches(speech_wav: Path) -> None:
         (["analyze", "{clip}", "--exclude-group", "ravdess_speech/actr05"],
          "did you mean 'ravdess_speech/actor05'"),
         (["analyze", "{clip}", "--abstain-below", "1.5"], "abstain_below"),
+        (["analyze", "{clip}", "--llm", "gpt-4o"], "openai:MODEL"),
+        (["analyze", "{clip}", "--llm", "openai:m", "--llm-base-url", "http://127.0.0.1:9/v1"],
+         "http://127.0.0.1:9/v1"),
+        (["chat", "{clip}", "--llm", "lokal:x"], "local:PATH"),
     ],
 )
 def test_user_errors_are_one_clear_line(args: list[str], message: str, speech_wav: Path) -> None:
@@ -83,3 +87,19 @@ def test_stream_and_report(speech_wav: Path, tmp_path: Path) -> None:
     assert "actor01" not in result.stdout.split("exemplars", 1)[1].split("verdict")[0]
     html = report.read_text()
     assert "<svg" in html and "voice:0" in html
+
+
+def test_llm_verdict_falls_back_to_fusion_and_says_why(speech_wav: Path) -> None:
+    from tests.openai_server import Reply, ScriptedOpenAIServer
+
+    invented = json.dumps({"label": "angry", "abstention": None, "confidence": 0.9,
+                           "steps": [{"claim": "The voice is furious [voice:42]",
+                                      "cites": ["voice:42"]}]})
+    with ScriptedOpenAIServer(tuple(Reply(content=invented) for _ in range(3))) as server:
+        result = run("analyze", str(speech_wav), "--no-face", "--no-transcript", "--json", "-",
+                     "--llm", "openai:scripted", "--llm-base-url", server.url)
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)["verdict"]
+    assert verdict["aggregator"].startswith("fusion")
+    assert "voice:42" in verdict["note"] and "fusion verdict" in verdict["note"]
+    assert verdict["grounding"] == 1.0

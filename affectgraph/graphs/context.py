@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from affectgraph.agents.aggregate import AggregateOptions
+from affectgraph.agents.llm import LLMOptions, parse_llm_spec
+from affectgraph.agents.llm_aggregator import LLMAggregateOptions
 from affectgraph.models import ModelRegistry
 from affectgraph.retrieval.evidence import RetrievalOptions
 from affectgraph.segments import TurnOptions
@@ -30,7 +32,10 @@ class AnalyzeOptions(BaseModel):
     """Options of one analysis; unknown keys are rejected.
 
     ``specialists`` lists the specialists to run; each has its own options block;
-    ``retrieval`` and ``aggregate`` configure the exemplar search and the fusion aggregator.
+    ``retrieval`` and ``aggregate`` configure the exemplar search and the fusion aggregator;
+    ``llm`` (``none``, ``openai:MODEL``, ``local:PATH``) lets an LLM write the verdict from the
+    evidence (``llm_options``: how to reach it; ``llm_aggregate``: retries and the grounding it
+    must reach), falling back to the fusion verdict with the reason.
     ``strict`` re-raises a specialist's failure instead of recording it and going on.
     """
 
@@ -43,7 +48,17 @@ class AnalyzeOptions(BaseModel):
     transcript: TranscriptOptions = Field(default_factory=TranscriptOptions)
     retrieval: RetrievalOptions = Field(default_factory=RetrievalOptions)
     aggregate: AggregateOptions = Field(default_factory=AggregateOptions)
+    llm: str = "none"
+    llm_options: LLMOptions = Field(default_factory=LLMOptions)
+    llm_aggregate: LLMAggregateOptions = Field(default_factory=LLMAggregateOptions)
     strict: bool = False
+
+
+    @field_validator("llm")
+    @classmethod
+    def _known_llm(cls, spec: str) -> str:
+        parse_llm_spec(spec)  # ConfigError naming the valid forms
+        return spec
 
 
 class Progress(Protocol):

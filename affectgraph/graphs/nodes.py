@@ -256,7 +256,23 @@ def aggregate(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[s
     missing = {**state.get("skipped", {}), **state.get("failures", {})}
     verdict = fuse(state.get("evidence", []), state.get("exemplars", []), state.get("turns", []),
                    state["media"].duration, model, options=options, missing=missing)
-    return {"verdict": verdict, "seconds": {"aggregate": time.perf_counter() - started}}
+    seconds = {"aggregate": time.perf_counter() - started}
+    if ctx.options.llm != "none":
+        verdict = _llm_verdict(state, ctx, verdict)
+        seconds["llm"] = time.perf_counter() - started - seconds["aggregate"]
+    return {"verdict": verdict, "seconds": seconds}
+
+
+def _llm_verdict(state: AnalysisState, ctx: AnalysisContext, fusion: Any) -> Any:
+    """The LLM's verdict from the evidence, or the fusion one with the reason it was kept."""
+    from affectgraph.agents.llm import load_chat_model
+    from affectgraph.agents.llm_aggregator import llm_verdict
+
+    o = ctx.options
+    chat = ctx.toolbox.get(("llm", o.llm, o.llm_options),
+                           lambda: load_chat_model(o.llm, options=o.llm_options))
+    return llm_verdict(chat, state.get("evidence", []), state.get("exemplars", []), fusion,
+                       options=o.llm_aggregate, duration=state["media"].duration)
 
 
 def verify(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
