@@ -468,3 +468,29 @@ def test_many_records_are_summarised_as_runs(analysis: Analysis, toolbox: Toolbo
     assert all(a["span"][1] <= b["span"][0] + 1e-6 for a, b in pairwise(runs))
     assert all(a["label"] != b["label"] for a, b in pairwise(runs))
     assert result.grounding == 1.0, result.steps
+
+
+# -- in the analysis graph ---------------------------------------------------------------------
+
+def test_the_graph_investigates_a_conflict_and_verifies_the_new_steps(
+        toolbox: Toolbox, ravdess_clip: Path) -> None:
+    """With an LLM configured, the analysis graph's aggregate node sends the face/words conflict
+    of the real clip to the investigator; its new evidence and steps are verified with the rest."""
+    from affectgraph.api import Analyzer
+    from affectgraph.graphs.context import AnalyzeOptions
+
+    bad = AIMessage('{"label": "happy", "steps": [{"claim": "x [face:99]", "cites": ["face:99"]}]}')
+    script = [bad, bad, bad,  # the LLM aggregator's three attempts: unknown ids, fusion kept
+              call("face", start=1.0, end=2.0, fps=10), face_claim]
+    options = AnalyzeOptions(llm="openai:scripted", specialists=("face", "transcript"))
+    analyzer = Analyzer(options)
+    analyzer.toolbox._loaded.update(toolbox._loaded)  # models already loaded by this module
+    analyzer.toolbox.provide(("llm", options.llm, options.llm_options),
+                             ScriptedChatModel(script=script))
+    result = analyzer.analyze(ravdess_clip)
+    verdict = result.verdict
+    assert "fusion verdict" in verdict.note and "investigator made 1 tool calls" in verdict.note
+    ids = [int(r.id.split(":")[1]) for r in result.of("face")]
+    assert ids == list(range(len(ids))) and len(ids) >= 27  # fresh ids after the first 17
+    assert any(s.cites == ["face:17-26"] and s.grounded for s in verdict.rationale)
+    assert verdict.grounding == 1.0

@@ -35,7 +35,8 @@ class AnalyzeOptions(BaseModel):
     ``retrieval`` and ``aggregate`` configure the exemplar search and the fusion aggregator;
     ``llm`` (``none``, ``openai:MODEL``, ``local:PATH``) lets an LLM write the verdict from the
     evidence (``llm_options``: how to reach it; ``llm_aggregate``: retries and the grounding it
-    must reach), falling back to the fusion verdict with the reason.
+    must reach), falling back to the fusion verdict with the reason; with an LLM, ``investigate``
+    lets the investigator agent look closer when the modalities disagree.
     ``strict`` re-raises a specialist's failure instead of recording it and going on.
     """
 
@@ -51,6 +52,7 @@ class AnalyzeOptions(BaseModel):
     llm: str = "none"
     llm_options: LLMOptions = Field(default_factory=LLMOptions)
     llm_aggregate: LLMAggregateOptions = Field(default_factory=LLMAggregateOptions)
+    investigate: bool = True
     strict: bool = False
 
 

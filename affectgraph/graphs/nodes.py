@@ -257,10 +257,45 @@ def aggregate(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[s
     verdict = fuse(state.get("evidence", []), state.get("exemplars", []), state.get("turns", []),
                    state["media"].duration, model, options=options, missing=missing)
     seconds = {"aggregate": time.perf_counter() - started}
-    if ctx.options.llm != "none":
-        verdict = _llm_verdict(state, ctx, verdict)
-        seconds["llm"] = time.perf_counter() - started - seconds["aggregate"]
-    return {"verdict": verdict, "seconds": seconds}
+    if ctx.options.llm == "none":
+        return {"verdict": verdict, "seconds": seconds}
+    verdict = _llm_verdict(state, ctx, verdict)
+    seconds["llm"] = time.perf_counter() - started - seconds["aggregate"]
+    update = _investigate_conflict(state, ctx, verdict) if ctx.options.investigate else {}
+    seconds["investigate"] = time.perf_counter() - started - sum(seconds.values())
+    return {"verdict": verdict, **update, "seconds": seconds}
+
+
+def _investigate_conflict(state: AnalysisState, ctx: AnalysisContext, verdict: Any
+                          ) -> dict[str, Any]:
+    """When the modalities disagree, let the investigator look closer (the LLM calls the
+    specialists on chosen stretches); its new evidence joins the state and its steps join the
+    rationale, which ``verify`` then checks like any other."""
+    from affectgraph.agents.investigator import InvestigatorOptions, conflict_question, investigate
+    from affectgraph.api import to_analysis
+
+    evidence = state.get("evidence", [])
+    question = conflict_question(evidence)
+    if question is None:
+        return {}
+    chat = ctx.toolbox.get(("llm", ctx.options.llm, ctx.options.llm_options), lambda: None)
+    try:
+        found = investigate(to_analysis({**state, "verdict": verdict}), question, chat,
+                            ctx.toolbox, options=InvestigatorOptions(analyze=ctx.options))
+    except AffectGraphError as exc:  # e.g. a model without tool calling: keep the verdict
+        note = f"the modalities disagree; no investigation ({exc})"
+        return {"verdict": verdict.model_copy(update={"note": _joined(verdict.note, note)})}
+    note = (f"the modalities disagree; the investigator made {len(found.calls)} tool calls"
+            + (f" and stopped: {found.stopped}" if found.stopped else ""))
+    return {"evidence": found.evidence,
+            "exemplars": [*state.get("exemplars", []), *found.exemplars],
+            "verdict": verdict.model_copy(update={
+                "rationale": [*verdict.rationale, *found.steps],
+                "note": _joined(verdict.note, note)})}
+
+
+def _joined(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second
 
 
 def _llm_verdict(state: AnalysisState, ctx: AnalysisContext, fusion: Any) -> Any:
