@@ -52,6 +52,7 @@ def analyze(
     llm_base_url: Annotated[str | None, typer.Option(help="The OpenAI-compatible server's URL, e.g. http://localhost:11434/v1.")] = None,
     llm_timeout: Annotated[float, typer.Option(help="Seconds one LLM answer may take.")] = 120.0,
     llm_attempts: Annotated[int, typer.Option(help="LLM answers asked for before falling back to the fusion verdict.")] = 3,
+    aggregator: Annotated[str, typer.Option(help="fusion (the trained fusion model) or mllm:FOLDER (a model saved by 'affectgraph finetune').")] = "fusion",
     report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report (timeline plot, verdict, cited rationale) here.")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print evidence and reasoning steps as they arrive.")] = False,
     threads: Annotated[int, typer.Option(help="CPU threads per model.")] = 1,
@@ -83,6 +84,7 @@ def analyze(
             "fusion_model": str(fusion_model) if fusion_model else None,
         }),
         llm=llm,
+        mllm=_mllm_folder(aggregator),
         llm_options=defaults.llm_options.model_copy(update={"base_url": llm_base_url,
                                                             "timeout": llm_timeout}),
         llm_aggregate=defaults.llm_aggregate.model_copy(update={"attempts": llm_attempts}),
@@ -137,6 +139,37 @@ def chat_command(
 
     model = load_chat_model(llm, options=LLMOptions(base_url=llm_base_url))
     raise typer.Exit(chat(path, db=db, thread=thread, llm=model))
+
+
+def _mllm_folder(aggregator: str) -> str | None:
+    """``fusion`` -> None; ``mllm:FOLDER`` -> FOLDER (which must exist)."""
+    from affectgraph.errors import ConfigError
+
+    kind, _, folder = aggregator.partition(":")
+    if aggregator == "fusion":
+        return None
+    if kind != "mllm" or not folder:
+        raise ConfigError(f"unknown aggregator {aggregator!r}; valid: fusion, mllm:FOLDER (a "
+                          "model saved by 'affectgraph finetune CONFIG')")
+    if not Path(folder, "manifest.json").is_file():
+        raise ConfigError(f"{folder}: no fine-tuned model there (no manifest.json); train one "
+                          "with 'affectgraph finetune configs/mllm-cpu.yaml'")
+    return folder
+
+
+@app.command()
+@user_errors
+def finetune(
+    config: Annotated[Path, typer.Argument(help="A YAML config, e.g. configs/mllm-cpu.yaml.")],
+) -> None:
+    """Tune the multimodal LLM (connectors, then connectors + LoRA); rerun to resume."""
+    from affectgraph.agents.mllm.train import finetune as run
+    from affectgraph.agents.mllm.train import load_config
+
+    result = run(load_config(config))
+    err.print(f"model saved to {result.folder}")
+    for name, value in result.manifest.metrics.items():
+        err.print(f"  {name}: {value}")
 
 
 def _check_groups(analyzer, modalities: tuple[str, ...], groups: list[str]) -> None:

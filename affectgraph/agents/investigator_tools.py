@@ -437,9 +437,10 @@ class Toolkit:
         from affectgraph.graphs.context import AnalysisContext
 
         ctx = AnalysisContext(options=self.options, toolbox=self.toolbox)
-        library = self.toolbox.get(("library", modality), lambda: nodes._library(modality, ctx))
+        library = self.toolbox.get(("library", modality),
+                                   lambda: nodes.load_library(modality, ctx))
         vectoriser = self.toolbox.get(("evidence-vectoriser", modality),
-                                      lambda: nodes._evidence_vectoriser(modality, ctx))
+                                      lambda: nodes.evidence_vectoriser(modality, ctx))
         return library, _RecordVectoriser(vectoriser)
 
     def listed(self, book: Casebook, modality: str | None, start: float | None,

@@ -36,7 +36,9 @@ class AnalyzeOptions(BaseModel):
     ``llm`` (``none``, ``openai:MODEL``, ``local:PATH``) lets an LLM write the verdict from the
     evidence (``llm_options``: how to reach it; ``llm_aggregate``: retries and the grounding it
     must reach), falling back to the fusion verdict with the reason; with an LLM, ``investigate``
-    lets the investigator agent look closer when the modalities disagree.
+    lets the investigator agent look closer when the modalities disagree. ``mllm``: a folder
+    saved by ``affectgraph finetune``; the project's own multimodal LLM then writes the verdict
+    (falling back to fusion with the reason).
     ``strict`` re-raises a specialist's failure instead of recording it and going on.
     """
 
@@ -53,6 +55,7 @@ class AnalyzeOptions(BaseModel):
     llm_options: LLMOptions = Field(default_factory=LLMOptions)
     llm_aggregate: LLMAggregateOptions = Field(default_factory=LLMAggregateOptions)
     investigate: bool = True
+    mllm: str | None = None
     strict: bool = False
 
 

@@ -207,19 +207,22 @@ def retrieve(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[st
     options = ctx.options.retrieval
     present = {e.modality for e in state.get("evidence", [])}
     chosen = [m for m in options.modalities if m in present]
-    libraries = {m: ctx.toolbox.get(("library", m), lambda m=m: _library(m, ctx)) for m in chosen}
+    libraries = {m: ctx.toolbox.get(("library", m), lambda m=m: load_library(m, ctx))
+                 for m in chosen}
     vectorisers = {m: ctx.toolbox.get(("evidence-vectoriser", m),
-                                      lambda m=m: _evidence_vectoriser(m, ctx)) for m in chosen}
+                                      lambda m=m: evidence_vectoriser(m, ctx)) for m in chosen}
     return {"exemplars": exemplars_for(state.get("evidence", []), libraries, vectorisers, options)}
 
 
-def _library(modality: str, ctx: AnalysisContext) -> Any:
+def load_library(modality: str, ctx: AnalysisContext) -> Any:
+    """The shipped exemplar library of ``modality`` (shared through the toolbox)."""
     from affectgraph.retrieval.defaults import default_library
 
     return default_library(modality, threads=ctx.toolbox.threads)
 
 
-def _evidence_vectoriser(modality: str, ctx: AnalysisContext) -> Any:
+def evidence_vectoriser(modality: str, ctx: AnalysisContext) -> Any:
+    """Reads the vectors of ``modality``'s library off evidence records, with loaded models."""
     from affectgraph.retrieval.evidence import EvidenceVectoriser
 
     if modality == "voice":
@@ -257,6 +260,9 @@ def aggregate(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[s
     verdict = fuse(state.get("evidence", []), state.get("exemplars", []), state.get("turns", []),
                    state["media"].duration, model, options=options, missing=missing)
     seconds = {"aggregate": time.perf_counter() - started}
+    if ctx.options.mllm is not None:
+        verdict = _mllm_verdict(state, ctx, verdict)
+        seconds["mllm"] = time.perf_counter() - started - seconds["aggregate"]
     if ctx.options.llm == "none":
         return {"verdict": verdict, "seconds": seconds}
     verdict = _llm_verdict(state, ctx, verdict)
@@ -264,6 +270,20 @@ def aggregate(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[s
     update = _investigate_conflict(state, ctx, verdict) if ctx.options.investigate else {}
     seconds["investigate"] = time.perf_counter() - started - sum(seconds.values())
     return {"verdict": verdict, **update, "seconds": seconds}
+
+
+def _mllm_verdict(state: AnalysisState, ctx: AnalysisContext, fusion: Any) -> Any:
+    """The fine-tuned multimodal LLM's verdict, or the fusion one with the reason."""
+    from affectgraph.agents.mllm.infer import mllm_verdict
+    from affectgraph.agents.mllm.model import AffectMLLM
+
+    folder = ctx.options.mllm
+    model, manifest = ctx.toolbox.get(("mllm", folder), lambda: AffectMLLM.load(folder))
+    embed = None
+    if manifest.data.get("text_embeddings"):
+        embed = evidence_vectoriser("text", ctx).embed.embed  # the MiniLM the text head uses
+    return mllm_verdict(model, state.get("evidence", []), state.get("exemplars", []), fusion,
+                        text_embed=embed, name=f"mllm {folder}")
 
 
 def _investigate_conflict(state: AnalysisState, ctx: AnalysisContext, verdict: Any

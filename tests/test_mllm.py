@@ -1,0 +1,294 @@
+"""The affect MLLM (issue 7) end to end on a tiny random Llama built here.
+
+Real data: the reference analysis of a RAVDESS audio-visual clip (17 face embeddings, one voice
+turn) and real RAVDESS speech clips (their eGeMAPS functionals, read by the shipped voice head).
+The base model is a 2-layer Llama with 32-d hidden states and a character tokenizer, so the
+whole path (build data, train both stages, save, reload, infer, verify, resume) runs in
+seconds; what it can *learn* in a few steps is not the point here.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from affectgraph.agents.mllm.connectors import ConnectorSpec, MLPProjector, QFormer
+from affectgraph.agents.mllm.infer import mllm_verdict, read_answer
+from affectgraph.agents.mllm.instructions import (
+    build_examples,
+    check_label_counts,
+    clip_from_analysis,
+    split_by_group,
+)
+from affectgraph.agents.mllm.model import AffectMLLM, LoraSpec, ModelSpec, load_base
+from affectgraph.agents.mllm.sources import speech_clip
+from affectgraph.agents.mllm.train import (
+    CheckpointSpec,
+    DataSpec,
+    EvalSpec,
+    FinetuneConfig,
+    StageSpec,
+    finetune,
+    load_config,
+)
+from affectgraph.errors import ConfigError, InputError
+from affectgraph.evidence import Distribution
+from affectgraph.labels import LABELS
+from affectgraph.verdict import Verdict
+
+REFERENCE = Path(__file__).parent / "reference" / "verifier_ravdess_clip.json"
+ACTORS = ("01", "02", "03", "04")
+EMOTIONS = ("01", "03", "04", "05")  # neutral, happy, sad, angry
+
+
+def _tiny_base(folder: Path) -> Path:
+    """A random 2-layer Llama and a character-level tokenizer, saved as a model folder."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    chars = sorted(set(string.printable) - set("\x0b\x0c"))
+    vocab = {c: i for i, c in enumerate(["<pad>", "<eos>", "<unk>", *chars])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>",
+                                        eos_token="<eos>", unk_token="<unk>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, pad_token_id=0, eos_token_id=1,
+                         bos_token_id=1)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_base(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def av_clip():
+    data = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    return clip_from_analysis(data, label="happy", group="ravdess_av/actor05",
+                              clip_id="01-01-03-01-01-02-05")
+
+
+@pytest.fixture(scope="module")
+def speech_clips(data_dir: Path, exemplar_voice_vec, av_clip):
+    """16 real RAVDESS speech clips (4 actors x 4 emotions), voice read by the voice head."""
+    from affectgraph.datasets import load_dataset
+    from affectgraph.features import extract
+    from affectgraph.heads.voice import load_voice_head
+
+    wanted = {f"ravdess_speech/03-01-{e}-{'01' if e == '01' else '02'}-01-01-{a}"
+              for a in ACTORS for e in EMOTIONS}  # neutral has only normal intensity
+    items = [i for i in load_dataset("ravdess_speech", root=data_dir) if i.id in wanted]
+    features = extract(items, exemplar_voice_vec)
+    names = list(av_clip.evidence[17].features)  # eGeMAPSv02 order, as the analysis wrote it
+    head = load_voice_head(feature_names=names)
+    dists: list[Distribution] = head.predict(features.vectors)
+    return [speech_clip(item, voice=features.vectors[n], voice_distribution=dists[n],
+                        text="Kids are talking by the door", feature_names=names)
+            for n, item in enumerate(items) if features.ok[n]]
+
+
+def test_speech_clips_are_the_real_ones(speech_clips) -> None:
+    assert len(speech_clips) == len(ACTORS) * len(EMOTIONS)
+
+
+def _config(out: Path, base: Path, **changes) -> FinetuneConfig:
+    spec = ModelSpec(base=str(base), lora=LoraSpec(r=4, alpha=8),
+                     connectors={"face": ConnectorSpec(kind="qformer", tokens=2, width=32),
+                                 "voice": ConnectorSpec(kind="mlp", tokens=2, width=32),
+                                 "text": ConnectorSpec(kind="mlp", tokens=1, width=32)})
+    settings = dict(output=str(out), seed=3, model=spec,
+                    data=DataSpec(min_per_label=2, eval_share=0.25, variants=1),
+                    stage1=StageSpec(steps=2, lr=1e-2, batch=4),
+                    stage2=StageSpec(steps=3, lr=1e-2, batch=4),
+                    checkpoint=CheckpointSpec(every_steps=100, every_minutes=60),
+                    eval=EvalSpec(max_examples=2, max_new_tokens=24), progress=False)
+    return FinetuneConfig(**{**settings, **changes})
+
+
+# -- connectors and instructions --------------------------------------------------------------
+
+@pytest.mark.parametrize("connector", [MLPProjector(128, 48, tokens=3, width=16),
+                                       QFormer(128, 48, tokens=3, width=16, heads=2)])
+def test_connectors_map_sequences_to_soft_tokens(connector) -> None:
+    x = torch.randn(2, 5, 128)
+    mask = torch.tensor([[True] * 5, [False] * 5])  # the second clip has no face
+    out = connector(x, mask)
+    assert out.shape == (2, 3, 48)
+    assert torch.equal(out[1], connector.empty)  # no vectors: the learned "empty" tokens
+    shorter = connector(x[:1, :3], mask[:1, :3])  # padding must not change the answer
+    padded = connector(x[:1], torch.tensor([[True] * 3 + [False] * 2]))
+    assert torch.allclose(shorter, padded, atol=1e-5)
+    out.sum().backward()
+    assert all(p.grad is not None for n, p in connector.named_parameters() if n != "empty")
+
+
+def test_instructions_are_grounded_varied_and_split_by_speaker(av_clip, speech_clips) -> None:
+    clips = [av_clip, *speech_clips]
+    built = build_examples(clips, seed=0, variants=3)
+    assert len(built.examples) == 3 * len(clips) and not built.dropped_clips
+    for example in built.examples:
+        reading = read_answer(example.target, example.clip)  # the target, as if answered
+        assert reading.verdict is not None and reading.verdict.grounding == 1.0, reading.reason
+        assert json.loads(example.target)["label"] == example.label
+    face = [e for e in built.examples if e.clip is av_clip]
+    assert "[face:0-16] face 0.00-3.24 s: happy in 11 of 17 frames <<face>>" in face[0].prompt
+    assert len({e.prompt.splitlines()[0] for e in built.examples}) > 1
+    assert len({e.target for e in face}) > 1
+    train, held = split_by_group(built.examples, 0.25, seed=1)
+    assert train and held
+    assert not {e.clip.group for e in train} & {e.clip.group for e in held}
+
+
+def test_too_few_examples_per_label_is_a_clear_error(speech_clips) -> None:
+    examples = build_examples(speech_clips[:5]).examples
+    with pytest.raises(InputError, match=r"too few training examples per label.*need 3"):
+        check_label_counts(examples, 3)
+
+
+# -- the whole path -------------------------------------------------------------------------
+
+def test_train_save_reload_infer_verify(tmp_path, tiny_base, av_clip, speech_clips) -> None:
+    config = _config(tmp_path / "run", tiny_base)
+    result = finetune(config, clips=[av_clip, *speech_clips])
+    assert len(result.losses) == 5 and all(np.isfinite(result.losses))
+    assert (result.folder / "adapter" / "adapter_config.json").is_file()
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["spec"]["base"] == str(tiny_base)
+    assert 1 <= manifest["metrics"]["eval_examples"] <= 2  # at most eval.max_examples
+    speakers = manifest["data"]
+    assert speakers["eval_speakers"]
+    assert not set(speakers["train_speakers"]) & set(speakers["eval_speakers"])
+
+    model, _ = AffectMLLM.load(result.folder)  # base, adapter and connectors from disk
+    lora_b = [p for n, p in model.lm.named_parameters() if "lora_B" in n]
+    assert any(p.abs().sum() > 0 for p in lora_b)  # stage 2 moved the adapters off zero
+    _, base = load_base(str(tiny_base))
+    weight = "model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(dict(base.named_parameters())[weight],  # the base never changes
+                       dict(model.lm.get_base_model().named_parameters())[weight])
+
+    example = build_examples([av_clip]).examples[0]
+    again, _ = AffectMLLM.load(result.folder)
+    assert model.generate([example], max_new_tokens=12) == again.generate([example],
+                                                                          max_new_tokens=12)
+    fusion = Verdict(label="happy", distribution={c: 1 / len(LABELS) for c in LABELS},
+                     confidence=0.2, valence=0, arousal=0)
+    verdict = mllm_verdict(model, av_clip.evidence, av_clip.exemplars, fusion)
+    if verdict.aggregator == "mllm":  # an answer is only used when the verifier grounds it
+        assert verdict.grounding is not None and verdict.grounding >= 0.75
+    else:
+        assert verdict.label == "happy" and "no usable answer" in (verdict.note or "")
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, tiny_base, av_clip,
+                                                  speech_clips) -> None:
+    clips = [av_clip, *speech_clips]
+    no_eval = EvalSpec(max_examples=0)
+    whole = finetune(_config(tmp_path / "whole", tiny_base, eval=no_eval), clips=clips)
+    config = _config(tmp_path / "killed", tiny_base, eval=no_eval,
+                     checkpoint=CheckpointSpec(every_steps=1, every_minutes=60))
+    first = finetune(config, clips=clips, stop_after=3)  # killed after step 3 (in stage 2)
+    assert len(first.losses) == 3 and not (tmp_path / "killed" / "model").exists()
+    resumed = finetune(config, clips=clips)
+    assert resumed.resumed_at == 3 and len(resumed.losses) == 2
+    assert np.allclose(first.losses + resumed.losses, whole.losses, atol=1e-5)
+    a = torch.load(whole.folder / "connectors.pt", weights_only=True)["connectors"]
+    b = torch.load(resumed.folder / "connectors.pt", weights_only=True)["connectors"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+class _Scripted:
+    """A stand-in MLLM that answers with a fixed text (what a tuned model might say)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def generate(self, examples, **_) -> list[str]:
+        return [self.text for _ in examples]
+
+
+def test_mllm_answers_are_used_only_when_verified(av_clip) -> None:
+    fusion = Verdict(label="sad", distribution={c: 1 / len(LABELS) for c in LABELS},
+                     confidence=0.2, valence=0, arousal=0, note="fusion note")
+    good = build_examples([av_clip]).examples[0].target
+    used = mllm_verdict(_Scripted(good), av_clip.evidence, av_clip.exemplars, fusion)
+    assert used.aggregator == "mllm" and used.label == "happy" and used.grounding == 1.0
+    assert [s.cites for s in used.rationale] == [s["cites"] for s in json.loads(good)["steps"]]
+    invented = good.replace("voice:0", "voice:7")
+    fallback = mllm_verdict(_Scripted(invented), av_clip.evidence, av_clip.exemplars, fusion)
+    assert fallback.label == "sad" and "cites unknown ids voice:7" in (fallback.note or "")
+    answer = json.loads(good)
+    answer["steps"][0]["claim"] = "The face shows anger in 11 of 17 frames [face:0-16]"
+    wrong = json.dumps(answer)
+    fallback = mllm_verdict(_Scripted(wrong), av_clip.evidence, av_clip.exemplars, fusion)
+    assert fallback.aggregator != "mllm" and "grounding 0.67" in (fallback.note or "")
+    unsupported = build_examples([av_clip]).examples[0]
+    other = unsupported.target.replace('"label":"happy"', '"label":"fearful"')
+    assert read_answer(other, av_clip).verdict is not None  # the label is the model's reading
+    assert "no grounded step shows fearful" in read_answer(other, av_clip, named_label=True).reason
+    prose = mllm_verdict(_Scripted("The person is happy."), av_clip.evidence, (), fusion)
+    assert "not the answer JSON" in (prose.note or "")
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+def test_config_with_unknown_keys_is_rejected(tmp_path) -> None:
+    file = tmp_path / "run.yaml"
+    file.write_text("output: out\nstage1: {steps: 2, lr: 0.01, batchsize: 4}\nepochs: 3\n")
+    with pytest.raises(ConfigError, match=r"stage1\.batchsize: unknown key.*epochs: unknown key"):
+        load_config(file)
+    file.write_text("output: out\nmodel: {connectors: {audio: {kind: mlp}}}\n")
+    with pytest.raises(ConfigError, match=r"no connector for.*audio"):
+        load_config(file)
+
+
+@pytest.mark.parametrize("name", ["configs/mllm-cpu.yaml", "configs/mllm-gpu.yaml"])
+def test_shipped_configs_are_valid(name) -> None:
+    config = load_config(Path(__file__).parents[1] / name)
+    assert config.stage1.steps > 0 and config.stage2.steps > 0
+
+
+def test_running_out_of_memory_says_what_to_lower(tmp_path, tiny_base, av_clip, speech_clips,
+                                                  monkeypatch) -> None:
+    def no_memory(self, examples):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 9663676416 bytes")
+
+    monkeypatch.setattr(AffectMLLM, "loss", no_memory)
+    with pytest.raises(InputError, match=r"out of memory at step 1 \(batch of 4.*lower stage1"):
+        finetune(_config(tmp_path / "oom", tiny_base), clips=[av_clip, *speech_clips])
+
+
+def test_a_base_that_is_not_a_causal_lm_is_a_clear_error(tmp_path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "not-a-model"}')
+    with pytest.raises(ConfigError, match="is not a transformers causal LM"):
+        load_base(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"no config\.json"):
+        load_base(str(tmp_path / ".."))
+
+
+@pytest.mark.slow  # SmolLM2-135M from the GGUF: load ~16 s, ~3-6 s per step at batch 2-4 here
+def test_a_few_real_steps_on_smollm2(tmp_path, av_clip, speech_clips) -> None:
+    config = FinetuneConfig(
+        output=str(tmp_path / "smol"), seed=0, model=ModelSpec(threads=1),
+        data=DataSpec(min_per_label=2, eval_share=0.25),
+        stage1=StageSpec(steps=1, lr=1e-3, batch=2), stage2=StageSpec(steps=2, lr=3e-4, batch=2),
+        eval=EvalSpec(max_examples=1, max_new_tokens=24), progress=False)
+    result = finetune(config, clips=[av_clip, *speech_clips])
+    assert len(result.losses) == 3 and all(0 < loss < 20 for loss in result.losses)
+    assert result.manifest.hidden_size == 576
+    assert result.manifest.spec.base == "smollm2-135m-instruct"
+    adapter = result.folder / "adapter" / "adapter_model.safetensors"
+    assert adapter.is_file() and adapter.stat().st_size < 5_000_000  # small enough to ship
