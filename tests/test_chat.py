@@ -467,3 +467,33 @@ def test_the_terminal_loop(three_wav: Path, analyzer: Analyzer, tmp_path: Path) 
     resumed: list[str] = []
     chat(three_wav, db=db, analyzer=analyzer, read=lambda _: "/quit", write=resumed.append)
     assert "Resuming: 2 earlier question(s); the last was 'at 99 s'." in resumed
+
+
+def test_a_tool_calling_model_answers_as_the_investigator_with_new_evidence(
+        clip: Analysis, analyzer: Analyzer, ravdess_clip: Path, tmp_path: Path) -> None:
+    """A chat question that needs new evidence: the model looks at the face again between 1 and
+    2 s at 10 fps; the new records are verified and stay citable in the thread."""
+    import json as _json
+
+    from langchain_core.messages import AIMessage as _AI
+
+    from affectgraph.testing import ScriptedChatModel
+
+    def face_call(messages: list[Any]) -> _AI:
+        return _AI("", tool_calls=[{"name": "face", "args": {"start": 1.0, "end": 2.0,
+                                                            "fps": 10}, "id": "c1"}])
+
+    def conclude(messages: list[Any]) -> _AI:
+        found = _json.loads(messages[-1].content)
+        ids = found["added"][0]
+        return _AI("", tool_calls=[{"name": "conclude", "id": "c2", "args": {
+            "conclusion": f"I looked at the face again between 1.0 and 2.0 s [{ids}]",
+            "steps": [{"claim": f"The face was sampled at 10 fps between 1.0 and 2.0 s [{ids}]",
+                       "cites": [ids]}]}}])
+
+    model = ScriptedChatModel(script=[face_call, conclude])
+    with ChatSession(ravdess_clip, db=tmp_path / "chat.sqlite", llm=model, analyzer=analyzer,
+                     analysis=clip) as session:
+        answer = session.ask("Look closer at the face between 1 and 2 seconds, at 10 fps")
+        assert answer.grounded and answer.answerer == "llm" and "face:17-26" in answer.cites
+        assert session.analysis.get("face:26").span.start >= 1.0

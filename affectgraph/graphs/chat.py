@@ -107,16 +107,36 @@ def answer(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     analysis = Analysis.model_validate(state["analysis"])
     *history, last = state["messages"]
     question = last.text
+    update: dict[str, Any] = {}
     if runtime.context.llm is not None:
-        from affectgraph.agents.chat_llm import answer_with_llm
-
-        reply = answer_with_llm(runtime.context.llm, question, analysis, history)
+        reply, found = _llm_reply(runtime.context, question, analysis, history)
+        if found is not None:  # new evidence the investigator gathered: citable from now on
+            update["analysis"] = stored(found)
     else:
         from affectgraph.agents.offline_answers import answer_offline
 
         reply = answer_offline(question, analysis)
-    return {"messages": [AIMessage(content=reply.text)],
+    return {**update, "messages": [AIMessage(content=reply.text)],
             "answers": [reply.model_dump(mode="json")]}
+
+
+def _llm_reply(ctx: ChatContext, question: str, analysis: Analysis, history: list[Any]
+               ) -> tuple[Answer, Analysis | None]:
+    """A model that calls tools answers as the investigator (it can look at the clip again:
+    the face between two times at a higher rate, a turn's voice, the nearest exemplars); one
+    that cannot answers from the evidence alone."""
+    from affectgraph.agents.chat_llm import answer_with_llm
+    from affectgraph.agents.investigator import chat_answer, investigate
+    from affectgraph.api import Analyzer
+
+    if not hasattr(ctx.llm, "bind_tools"):
+        return answer_with_llm(ctx.llm, question, analysis, history), None
+    analyzer = ctx.analyzer or Analyzer()
+    try:
+        found = investigate(analysis, question, ctx.llm, analyzer.toolbox)
+    except ConfigError:  # e.g. the model cannot call tools after all
+        return answer_with_llm(ctx.llm, question, analysis, history), None
+    return chat_answer(found, analysis), found.merged(analysis)
 
 
 def build_chat_graph() -> StateGraph[ChatState, ChatContext, ChatState, ChatState]:
