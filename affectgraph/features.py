@@ -117,9 +117,49 @@ class TextVectoriser:
                                  convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
     def vectorise(self, items: Sequence[Item]) -> list[np.ndarray | str]:
-        texts = [(i.text or i.transcript or "").strip() for i in items]
-        vectors = iter(self.embed([t for t in texts if t])) if any(texts) else iter(())
-        return [next(vectors) if t else "empty text" for t in texts]
+        return _embed_items(self.embed, items)
+
+    def from_evidence(self, record: object) -> np.ndarray | None:
+        if not isinstance(record, TranscriptEvidence) or not record.text.strip():
+            return None
+        return self.embed([record.text])[0]
+
+
+def _embed_items(embed: Callable[[Sequence[str]], np.ndarray],
+                 items: Sequence[Item]) -> list[np.ndarray | str]:
+    texts = [(i.text or i.transcript or "").strip() for i in items]
+    vectors = iter(embed([t for t in texts if t])) if any(texts) else iter(())
+    return [next(vectors) if t else "empty text" for t in texts]
+
+
+class TunedTextVectoriser:
+    """MiniLM with the text head's fine-tuned top layers (:mod:`affectgraph.heads.text_encoder`):
+    the text head's input, not the exemplar libraries' (those keep plain MiniLM, ``base``; this
+    is deliberately not a :class:`TextVectoriser`, so that nothing searches a library with it).
+    ``revision`` is MiniLM's and the tuned layers' (``<minilm>+<encoder.npz sha256[:12]>``)."""
+
+    modality, name, dim = "text", "minilm-l6-v2-tuned", 384
+
+    def __init__(self, base: TextVectoriser, encoder: object) -> None:
+        self.base = base
+        self.encoder = encoder
+        self.revision = f"{base.revision}+{encoder.revision}"  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls, folder: str | Path, registry: ModelRegistry | None = None,
+             base: TextVectoriser | None = None) -> TunedTextVectoriser:
+        """The tuned encoder stored in ``folder`` (``encoder.npz``) over installed MiniLM."""
+        from affectgraph.heads.text_encoder import TunedEncoder
+
+        base = base or TextVectoriser(registry)
+        return cls(base, TunedEncoder.load(folder, base.model))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 384) float32 L2-normalised embeddings of the tuned model."""
+        return self.encoder.embed(list(texts))  # type: ignore[attr-defined]
+
+    def vectorise(self, items: Sequence[Item]) -> list[np.ndarray | str]:
+        return _embed_items(self.embed, items)
 
     def from_evidence(self, record: object) -> np.ndarray | None:
         if not isinstance(record, TranscriptEvidence) or not record.text.strip():
@@ -195,7 +235,7 @@ def extract(
         chunk = todo[start:start + batch]
         results = vec.vectorise([items[n] for n in chunk])
         rows = [(keys[n], r.astype(np.float32).tobytes() if isinstance(r, np.ndarray) else None,
-                 r if isinstance(r, str) else None) for n, r in zip(chunk, results)]
+                 r if isinstance(r, str) else None) for n, r in zip(chunk, results, strict=True)]
         with db:
             db.executemany("INSERT OR REPLACE INTO v VALUES (?, ?, ?)", rows)
         found.update({k: (v, reason) for k, v, reason in rows})

@@ -13,16 +13,21 @@ from pydantic import ValidationError
 from affectgraph.datasets import Item, load_dataset
 from affectgraph.errors import ConfigError
 from affectgraph.heads.artefact import Head
+from affectgraph.heads.combination import WEIGHTS
 from affectgraph.heads.face import EMBEDDING_DIM, INPUT_DIM, FaceHead, head_input, pooled
 from affectgraph.heads.face_training import (
     LICENCES,
     FaceHeadOptions,
     FaceSet,
     ViewVectoriser,
+    _fer,
     _fold,
+    _held_out_votes,
     _manifest,
+    _weight,
     cross_validate,
     face_set,
+    face_vectors,
     fit_head,
     frame_items,
     scores_of,
@@ -193,6 +198,28 @@ def test_small_real_training_run(small_sets: list[FaceSet]) -> None:
     np.testing.assert_array_equal(head.W, again.W)
 
 
+def test_votes_come_from_other_people_and_the_weight_from_other_folds(
+    small_sets: list[FaceSet], tmp_path: Path
+) -> None:
+    items = [load_dataset("faces_fer2013")[::12], load_dataset("faces_web")[::4]]
+    vectors = [face_vectors(s.name, i, cache=tmp_path) for s, i in zip(small_sets, items,
+                                                                        strict=True)]
+    web = small_sets[1]
+    votes = _held_out_votes(small_sets, vectors, 1, range(3))
+    assert np.isfinite(votes[vectors[1][1]]).all() and np.isnan(votes[~vectors[1][1]]).all()
+    np.testing.assert_allclose(votes[vectors[1][1]].sum(axis=1), 1.0)
+    # a photo never votes for itself: with unrelated random vectors, a photo in its own library
+    # (similarity 1) would carry its own label; left out, the votes are near chance
+    unrelated = np.random.default_rng(0).normal(size=vectors[1][0].shape)
+    random_votes = _held_out_votes(small_sets, [vectors[0], (unrelated, vectors[1][1])], 1,
+                                   range(3))
+    assert (random_votes.argmax(axis=1) == web.labels).mean() < 0.5
+    weight = _weight(small_sets, vectors, 1, [0, 1], exclude=[2])
+    assert weight in WEIGHTS
+    fer = _fer(web)
+    assert np.isnan(fer[~web.ok]).all() and np.allclose(fer[web.ok].sum(axis=1), 1.0)
+
+
 def test_frame_items_follow_the_specialists_sampling(ravdess_clip: Path) -> None:
     (clip,) = [i for i in load_dataset("ravdess_av") if i.path == ravdess_clip]
     frames = frame_items([clip])
@@ -210,6 +237,7 @@ def test_train_face_reproduces_the_shipped_head(tmp_path: Path) -> None:
     scores = train_face(out=tmp_path / "face", evaluate=True, console=console)
     text = console.export_text()
     assert "faces_web" in text and "Recall per class" in text and "ravdess_av" in text
+    assert "kNN vote" in text and "combination" in text
     assert scores["faces_web/head"].war >= 0.50 and scores["faces_fer2013/head"].war >= 0.66
     assert set(LICENCES) <= {k.split("/")[0] for k in scores}
     trained, shipped = Head.load(tmp_path / "face"), FaceHead.load().head

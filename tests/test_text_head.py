@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from affectgraph.evidence import top
+from affectgraph.features import TextVectoriser, TunedTextVectoriser
 from affectgraph.heads.artefact import Head
+from affectgraph.heads.combination import WEIGHTS
 from affectgraph.heads.text import HEAD_NAME, MiniLMHeadTextEmotion, shipped_head_path
+from affectgraph.heads.text_encoder import ENCODER_FILE, TuningOptions, file_revision
 from affectgraph.heads.text_training import (
     LICENCES,
     TextData,
@@ -48,8 +51,10 @@ def test_shipped_head_records_its_data_licences_and_scores() -> None:
     manifest = head.manifest
     assert manifest.name == HEAD_NAME and manifest.modality == "text"
     assert manifest.classes == LABELS and manifest.dim == 384
-    assert manifest.features == "minilm-l6-v2"
-    assert manifest.features_revision == ModelRegistry.default().get("minilm-l6-v2").revision
+    assert manifest.features == TunedTextVectoriser.name  # MiniLM, top layers tuned
+    minilm = ModelRegistry.default().get("minilm-l6-v2").revision
+    encoder = shipped_head_path() / ENCODER_FILE
+    assert manifest.features_revision == f"{minilm}+{file_revision(encoder)}"
     assert manifest.trained_on == LICENCES
     assert "GPL-3.0" in manifest.trained_on["meld"]
     assert manifest.trained_on["goemotions"] == "Apache-2.0"
@@ -57,7 +62,8 @@ def test_shipped_head_records_its_data_licences_and_scores() -> None:
         for metric in ("war", "uar", "macro_f1", "weighted_f1"):
             assert 0.0 < float(manifest.metrics[f"{data_set}_{metric}"]) < 1.0
     assert float(manifest.metrics["meld_dev_weighted_f1"]) > 0.5
-    assert sum(p.stat().st_size for p in shipped_head_path().iterdir()) < 4_000_000
+    assert float(manifest.metrics["retrieval_weight"]) in WEIGHTS
+    assert sum(p.stat().st_size for p in shipped_head_path().iterdir()) < 7_000_000
 
 
 def test_shipped_head_gives_distributions(model: MiniLMHeadTextEmotion) -> None:
@@ -134,8 +140,11 @@ def test_training_on_a_small_real_subset_beats_chance(data_dir: Path, tmp_path: 
     rows = {"goemotions_train": 700, "goemotions_dev": 0, "goemotions_test": 250,
             "meld_train": 600, "meld_dev": 250, "emorynlp_train": 500, "emorynlp_dev": 200}
     root = _subset_root(data_dir, tmp_path / "data", rows)
-    options = TextHeadOptions(members=1, hidden=128, epochs=15, holdout=0.2)
+    options = TextHeadOptions(members=1, hidden=128, epochs=15, holdout=0.2,
+                              tuning=TuningOptions(layers=0))
     head, report = train_text_head(root, out=tmp_path / "head", options=options)
+    assert report.encoder is None and not (tmp_path / "head" / ENCODER_FILE).exists()
+    assert head.manifest.features == TextVectoriser.name
 
     assert set(report.counts) == {"goemotions", "meld", "emorynlp"}
     assert 1400 < sum(report.counts.values()) <= 1800
@@ -148,9 +157,52 @@ def test_training_on_a_small_real_subset_beats_chance(data_dir: Path, tmp_path: 
     neutral_share = meld.per_class["neutral"].support / meld.n
     assert meld.war > neutral_share
 
+    # the vote weight comes from the calibration rows; dev only scores the three ways
+    assert report.retrieval_weight in WEIGHTS
+    assert set(report.comparison) == {"meld_dev", "emorynlp_dev"}
+    for key, comparison in report.comparison.items():
+        assert comparison.head.weighted_f1 == pytest.approx(report.evaluation[key].weighted_f1)
+        assert comparison.weights == (report.retrieval_weight,)
+        assert comparison.knn.n == comparison.combined.n == report.evaluation[key].n
+    assert report.comparison["meld_dev"].knn.uar > 1 / 7
+
     loaded = Head.load(tmp_path / "head")
     assert loaded.manifest.trained_on == LICENCES
+    assert loaded.manifest.metrics["retrieval_weight"] == report.retrieval_weight
+    assert "meld_dev_combined_weighted_f1" in loaded.manifest.metrics
     assert loaded.manifest.metrics["meld_dev_weighted_f1"] == pytest.approx(meld.weighted_f1,
                                                                            abs=1e-4)
     probe = np.random.default_rng(0).normal(size=(4, 384)).astype(np.float32)
     assert np.allclose(loaded.predict_proba(probe), head.predict_proba(probe), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_tuned_encoder_is_stored_small_and_loaded_with_the_head(data_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    rows = {"goemotions_train": 150, "goemotions_dev": 0, "goemotions_test": 40,
+            "meld_train": 200, "meld_dev": 60, "emorynlp_train": 150, "emorynlp_dev": 60}
+    root = _subset_root(data_dir, tmp_path / "data", rows)
+    options = TextHeadOptions(members=1, hidden=32, epochs=5, holdout=0.2,
+                              tuning=TuningOptions(epochs=1, goemotions_rows=60))
+    head, report = train_text_head(root, out=tmp_path / "head", options=options)
+    encoder = tmp_path / "head" / ENCODER_FILE
+    assert report.encoder == tmp_path / "head" and encoder.is_file()
+    assert encoder.stat().st_size < 4_500_000  # two layers' changes as int8
+    assert head.manifest.features == TunedTextVectoriser.name
+
+    # the model loads the tuned layers with the head and computes the training embeddings
+    model = MiniLMHeadTextEmotion.load(tmp_path / "head")
+    assert isinstance(model.encoder, TunedTextVectoriser)
+    assert model.encoder.revision == head.manifest.features_revision
+    # .vectoriser stays plain MiniLM: callers search the exemplar libraries with it
+    assert type(model.vectoriser) is TextVectoriser
+    assert not isinstance(model.encoder, TextVectoriser)
+    texts = ["I can't believe you did that!", "Okay, see you tomorrow."]
+    tuned, plain = model.encoder.embed(texts), model.vectoriser.embed(texts)
+    assert tuned.shape == (2, 384) and np.allclose(np.linalg.norm(tuned, axis=1), 1, atol=1e-5)
+    assert not np.allclose(tuned, plain, atol=1e-3)  # the top layers did change
+    dists = model.predict(texts)
+    expected = head.predict_proba(tuned)
+    assert np.allclose([[d[c] for c in LABELS] for d in dists if d], expected, atol=1e-5)
+    # the plain MiniLM the exemplar libraries use is left as it was
+    assert np.allclose(TextVectoriser().embed(texts), plain, atol=1e-6)

@@ -12,6 +12,7 @@ from affectgraph.datasets import load_dataset
 from affectgraph.errors import InputError, ModelUnavailable
 from affectgraph.evidence import ModelRef, TimeSpan, VoiceEvidence
 from affectgraph.heads.artefact import Head
+from affectgraph.heads.combination import WEIGHTS
 from affectgraph.heads.voice import (
     SINGLE,
     SPEAKER,
@@ -205,7 +206,9 @@ def test_training_on_a_small_subset_beats_chance_on_held_out_actors(
     head, report = train_voice_head(out=tmp_path, options=SMALL, evaluate=False, data=data)
     assert report.counts == {"ravdess_speech": 48, "tess": 100}
     manifest = head.single.manifest
-    assert manifest.trained_on == LICENCES and set(manifest.metrics) == {"selection_cv_uar"}
+    assert manifest.trained_on == LICENCES
+    assert set(manifest.metrics) == {"selection_cv_uar", "vote_k", "vote_weight"}
+    assert manifest.metrics["vote_weight"] in WEIGHTS
 
     test = voice_data(held, speeds=())
     truth = [LABELS[k] for k in test.y]
@@ -231,3 +234,9 @@ def test_nested_evaluation_on_a_small_subset(data_dir: Path) -> None:
     for scores in (evaluation.single, evaluation.speaker):
         assert scores.n == 48 and scores.labels == list(LABELS)
         assert scores.uar > 0.25  # chance: 1/7
+    for setting, head in (("single", evaluation.single), ("speaker", evaluation.speaker)):
+        comparison = evaluation.comparison[setting]
+        assert comparison.head.war == pytest.approx(head.war)  # calibration keeps the argmax
+        assert len(comparison.weights) == 3 and set(comparison.weights) <= set(WEIGHTS)
+        assert comparison.knn.n == comparison.combined.n == 48
+        assert comparison.knn.uar > 0.2

@@ -8,8 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 from affectgraph.evals.metrics import Scores
+from affectgraph.heads.combination import Comparison
 from affectgraph.heads.face import HEAD_DIR
-from affectgraph.heads.face_training import FaceHeadOptions, train_face_head
+from affectgraph.heads.face_training import VOTE_K, FaceHeadOptions, compare_face, train_face_head
 
 METHODS = {"fer": "fer", "fer-views": "fer x10", "head": "head"}
 CAPTION = ("fer: fer on the face crop; fer x10: averaged over 10 shifted and mirrored views; "
@@ -39,6 +40,9 @@ def train_face(data: Path | None = None, out: Path | None = None, evaluate: bool
     console.print(_table(scores, methods, options))
     if evaluate:
         console.print(_recalls(scores))
+        with console.status("fer, the kNN vote and their mixture"):
+            comparison = compare_face(data, options=options)
+        console.print(_comparison(comparison))
     console.print(f"face head written to {folder} (temperature {head.temperature:.2f})")
     return scores
 
@@ -53,6 +57,23 @@ def _table(scores: dict[str, Scores], methods: list[str], options: FaceHeadOptio
         if method in methods:
             table.add_row(dataset, METHODS[method], str(s.n), f"{s.war:.3f}", f"{s.uar:.3f}",
                           f"{s.macro_f1:.3f}", f"{s.weighted_f1:.3f}")
+    return table
+
+
+def _comparison(comparison: dict[str, Comparison]) -> Table:
+    table = Table(title="fer (the default face path), the kNN vote and their mixture",
+                  caption=f"kNN vote: the {VOTE_K} nearest exemplars (fer embeddings) of the "
+                          "other folds and of the other set; combination: (1 - w) x fer + w x "
+                          "vote, w (range over folds) chosen per fold on the same set's other "
+                          "folds (crops and detected faces apart); RAVDESS frames: w chosen on "
+                          "faces_web, library of everything. No face found counts as wrong.")
+    for column in ("data set", "method", "n", "WAR", "UAR", "macro-F1", "weighted-F1", "w"):
+        table.add_column(column, justify="left" if column in ("data set", "method") else "right")
+    for name, c in comparison.items():
+        for method, s in c.rows().items():
+            table.add_row(name, "fer" if method == "head" else method, str(s.n), f"{s.war:.3f}",
+                          f"{s.uar:.3f}", f"{s.macro_f1:.3f}", f"{s.weighted_f1:.3f}",
+                          c.weight_text if method == "combination" else "")
     return table
 
 

@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from affectgraph.evals.metrics import Scores
-from affectgraph.heads.voice_training import VoiceTrainingReport, train_voice_head
+from affectgraph.heads.combination import Comparison
+from affectgraph.heads.voice_training import VOTE_K, VoiceTrainingReport, train_voice_head
 
 SETTINGS = {"single": "single clip", "speaker": "speaker-normalised"}
 CAPTION = ("single clip: each clip alone; speaker-normalised: each clip's functionals "
@@ -40,6 +41,7 @@ def train_voice(data: Path | None = None, out: Path | None = None, evaluate: boo
     evaluation = {"single": report.evaluation.single, "speaker": report.evaluation.speaker}
     console.print(_table(evaluation, report))
     if evaluate:
+        console.print(_comparison(report.evaluation.comparison))
         console.print(_recalls(evaluation))
         console.print(_recipes(report))
     console.print(f"voice heads written to {report.folder} (temperatures "
@@ -58,6 +60,23 @@ def _table(scores: dict[str, Scores], report: VoiceTrainingReport) -> Table:
     for setting, s in scores.items():
         table.add_row(SETTINGS[setting], str(s.n), f"{s.war:.3f}", f"{s.uar:.3f}",
                       f"{s.macro_f1:.3f}", f"{s.weighted_f1:.3f}")
+    return table
+
+
+def _comparison(comparison: dict[str, Comparison]) -> Table:
+    table = Table(title="Head, kNN vote and their mixture (same held-out actor folds)",
+                  caption=f"kNN vote: the {VOTE_K} nearest original clips of the training actors "
+                          "and TESS (standardised functionals; speaker-normalised: speaker-z "
+                          "functionals); combination: (1 - w) x head + w x vote, w (range over "
+                          "folds) chosen per fold by inner cross-validation on the training "
+                          "actors")
+    for column in ("setting", "method", "n", "WAR", "UAR", "macro-F1", "weighted-F1", "w"):
+        table.add_column(column, justify="left" if column in ("setting", "method") else "right")
+    for setting, c in comparison.items():
+        for method, s in c.rows().items():
+            table.add_row(SETTINGS[setting], method, str(s.n), f"{s.war:.3f}", f"{s.uar:.3f}",
+                          f"{s.macro_f1:.3f}", f"{s.weighted_f1:.3f}",
+                          c.weight_text if method == "combination" else "")
     return table
 
 

@@ -71,12 +71,12 @@ class Head:
         out = []
         for row in self.predict_proba(features):
             dist = dict.fromkeys(LABELS, 0.0)
-            dist.update({c: float(p) for c, p in zip(self.manifest.classes, row)})
+            dist.update({c: float(p) for c, p in zip(self.manifest.classes, row, strict=True)})
             out.append(dist)
         return out
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``weights.npz`` then ``manifest.json`` (with the weights' checksum) to ``folder``."""
+        """Write ``weights.npz``, then ``manifest.json`` (with their checksum) to ``folder``."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         arrays = {"mean": self.mean, "scale": self.scale, "W": self.W, "b": self.b,

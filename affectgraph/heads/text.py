@@ -2,9 +2,13 @@
 
 The head (``affectgraph/assets/heads/text``, trained by
 :mod:`affectgraph.heads.text_training`) maps a 384-d all-MiniLM-L6-v2 embedding to the seven
-canonical labels with calibrated probabilities. Measured on data it never saw (MELD and EmoryNLP
-dev, GoEmotions test), the figures are in its manifest's ``metrics`` and in
-``affectgraph train text --evaluate``.
+canonical labels with calibrated probabilities. When the folder holds ``encoder.npz`` (manifest
+``features`` ``minilm-l6-v2-tuned``) the embedding comes from MiniLM with its top layers
+fine-tuned for emotion (:mod:`affectgraph.heads.text_encoder`); the exemplar libraries keep plain
+MiniLM. The manifest's ``retrieval_weight`` is the weight of the kNN vote of the default text
+library (k = ``retrieval_k``) in a mixture with the head, chosen on training data. Measured on
+data it never saw (MELD and EmoryNLP dev, GoEmotions test), the figures are in its manifest's
+``metrics`` and in ``affectgraph train text --evaluate``.
 
 >>> model = MiniLMHeadTextEmotion.load()        # doctest: +SKIP
 >>> model.predict(["I am so happy today!", "..."])  # doctest: +SKIP
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from affectgraph.errors import ModelUnavailable
 from affectgraph.evidence import Distribution
-from affectgraph.features import TextVectoriser
+from affectgraph.features import TextVectoriser, TunedTextVectoriser
 from affectgraph.heads.artefact import Head
 from affectgraph.models import ModelRegistry
 
@@ -39,21 +43,30 @@ class MiniLMHeadTextEmotion:
 
     name = HEAD_NAME
 
-    def __init__(self, head: Head, vectoriser: TextVectoriser) -> None:
+    def __init__(self, head: Head, vectoriser: TextVectoriser,
+                 encoder: TunedTextVectoriser | None = None) -> None:
         self.head = head
         self.vectoriser = vectoriser
+        """Plain MiniLM: what the exemplar libraries hold (callers reuse it to search them)."""
+        self.encoder = encoder
+        """The tuned MiniLM the head reads, when it reads one."""
         self.revision = head.manifest.weights_sha256[:12]
 
     @classmethod
     def load(cls, path: str | Path | None = None,
              registry: ModelRegistry | None = None) -> MiniLMHeadTextEmotion:
-        """Load the head at ``path`` (default: the shipped one) and MiniLM (about 1 s).
+        """Load the head at ``path`` (default: the shipped one), MiniLM and, if the head reads
+        them, its tuned layers (about 1 s).
 
         Raises :class:`~affectgraph.errors.ModelUnavailable` when either is missing or the head
         was trained on embeddings of another MiniLM revision.
         """
-        head = Head.load(path or shipped_head_path())
-        vec = TextVectoriser(registry or ModelRegistry.default())
+        folder = Path(path) if path is not None else shipped_head_path()
+        head = Head.load(folder)
+        plain = TextVectoriser(registry or ModelRegistry.default())
+        encoder = (TunedTextVectoriser.load(folder, base=plain)
+                   if head.manifest.features == TunedTextVectoriser.name else None)
+        vec = encoder or plain
         wanted = head.manifest.features_revision
         if head.manifest.features != vec.name or (wanted and wanted != vec.revision):
             raise ModelUnavailable(
@@ -61,7 +74,7 @@ class MiniLMHeadTextEmotion:
                 f"{wanted or '?'}, but {vec.name} revision {vec.revision} is installed; retrain "
                 "it with `affectgraph train text`"
             )
-        return cls(head, vec)
+        return cls(head, plain, encoder)
 
     def predict(self, texts: Sequence[str]) -> list[Distribution | None]:
         """One canonical distribution per text; ``None`` for a text without words."""
@@ -71,7 +84,7 @@ class MiniLMHeadTextEmotion:
         kept = [i for i, text in enumerate(texts) if has_words(text)]
         out: list[Distribution | None] = [None] * len(texts)
         if kept:
-            vectors = self.vectoriser.embed([texts[i] for i in kept])
+            vectors = (self.encoder or self.vectoriser).embed([texts[i] for i in kept])
             for index, distribution in zip(kept, self.head.distributions(vectors), strict=True):
                 out[index] = distribution
         return out
