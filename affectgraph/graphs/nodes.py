@@ -266,7 +266,7 @@ def aggregate(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[s
     if ctx.options.llm == "none":
         return {"verdict": verdict, "seconds": seconds}
     verdict = _llm_verdict(state, ctx, verdict)
-    seconds["llm"] = time.perf_counter() - started - seconds["aggregate"]
+    seconds["llm"] = time.perf_counter() - started - sum(seconds.values())
     update = _investigate_conflict(state, ctx, verdict) if ctx.options.investigate else {}
     seconds["investigate"] = time.perf_counter() - started - sum(seconds.values())
     return {"verdict": verdict, **update, "seconds": seconds}
