@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
+REFERENCE_ANALYSIS = REPO / "tests" / "reference" / "verifier_ravdess_clip.json"
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +23,21 @@ def data_dir() -> Path:
 def ravdess_clip(data_dir: Path) -> Path:
     """A real RAVDESS audio-visual clip: actor 05, happy, "Kids are talking by the door"."""
     return data_dir / "ravdess_av" / "mp4" / "01-01-03-01-01-02-05.mp4"
+
+
+@pytest.fixture(scope="session")
+def reference_analysis(ravdess_clip: Path):
+    """The stored real analysis of ``ravdess_clip``, pointed at this checkout's copy of the clip.
+
+    ``tests/reference/verifier_ravdess_clip.json`` was written on one machine; the clip's absolute
+    path differs on another (CI clones elsewhere), so only its file name must match.
+    """
+    from affectgraph.analysis import Analysis
+
+    stored = Analysis.model_validate_json(REFERENCE_ANALYSIS.read_text(encoding="utf-8"))
+    assert Path(stored.media.path).name == ravdess_clip.name
+    media = stored.media.model_copy(update={"path": str(ravdess_clip)})
+    return stored.model_copy(update={"media": media})
 
 
 @pytest.fixture(scope="session")

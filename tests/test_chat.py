@@ -42,7 +42,6 @@ from affectgraph.verdict import RationaleStep, expand_ids
 from .conftest import write_wav
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO / "tests" / "reference" / "verifier_ravdess_clip.json"
 SNAPSHOT = REPO / "tests" / "reference" / "chat_graph.mmd"
 ACTOR_01 = ("03-01-05-02-01-01-01.wav", "03-01-04-02-01-01-01.wav", "03-01-03-02-01-01-01.wav")
 _SPAN = re.compile(r"(\d+\.\d+)-(\d+\.\d+) s")
@@ -52,9 +51,9 @@ _AT = re.compile(r"\b[Aa]t (\d+\.\d) s")
 # -- fixtures ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def clip() -> Analysis:
+def clip(reference_analysis: Analysis) -> Analysis:
     """The real video's analysis with its verdict (fusion, then the verifier)."""
-    a = Analysis.model_validate_json(REFERENCE.read_text())
+    a = reference_analysis
     verdict = aggregate(a.evidence, a.exemplars, a.turns, a.media.duration, FusionModel.load())
     return a.model_copy(update={"verdict": verify_verdict(verdict, a.evidence, a.exemplars)})
 

@@ -42,15 +42,12 @@ from tests.openai_server import Reply, ScriptedOpenAIServer, ToolCall, openai_se
 
 __all__ = ["openai_server"]  # the fixture, imported for this module's tests
 
-REFERENCE = Path(__file__).parent / "reference" / "verifier_ravdess_clip.json"
 SNAPSHOT = Path(__file__).parent / "reference" / "investigator_graph.mmd"
 
 
 @pytest.fixture(scope="module")
-def analysis(ravdess_clip: Path) -> Analysis:
-    loaded = Analysis.model_validate_json(REFERENCE.read_text())
-    assert Path(loaded.media.path) == ravdess_clip
-    return loaded
+def analysis(reference_analysis: Analysis) -> Analysis:
+    return reference_analysis
 
 
 @pytest.fixture(scope="module")
