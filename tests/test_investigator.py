@@ -469,16 +469,17 @@ def test_many_records_are_summarised_as_runs(analysis: Analysis, toolbox: Toolbo
 
 # -- in the analysis graph ---------------------------------------------------------------------
 
-def test_the_graph_investigates_a_conflict_and_verifies_the_new_steps(
+def test_the_graph_investigates_a_conflict_decides_again_and_verifies_the_new_steps(
         toolbox: Toolbox, ravdess_clip: Path) -> None:
     """With an LLM configured, the analysis graph's aggregate node sends the face/words conflict
-    of the real clip to the investigator; its new evidence and steps are verified with the rest."""
+    of the real clip to the investigator; the verdict is decided again with the closer look in
+    place of what it re-read, and the new evidence and steps are verified with the rest."""
     from affectgraph.api import Analyzer
     from affectgraph.graphs.context import AnalyzeOptions
 
     bad = AIMessage('{"label": "happy", "steps": [{"claim": "x [face:99]", "cites": ["face:99"]}]}')
-    script = [bad, bad, bad,  # the LLM aggregator's three attempts: unknown ids, fusion kept
-              call("face", start=1.0, end=2.0, fps=10), face_claim]
+    script = [call("face", start=1.0, end=2.0, fps=10), face_claim,  # the investigator
+              bad, bad, bad]  # the LLM aggregator's three attempts: unknown ids, fusion kept
     options = AnalyzeOptions(llm="openai:scripted", specialists=("face", "transcript"))
     analyzer = Analyzer(options)
     analyzer.toolbox._loaded.update(toolbox._loaded)  # models already loaded by this module
@@ -487,7 +488,34 @@ def test_the_graph_investigates_a_conflict_and_verifies_the_new_steps(
     result = analyzer.analyze(ravdess_clip)
     verdict = result.verdict
     assert "fusion verdict" in verdict.note and "investigator made 1 tool calls" in verdict.note
+    assert "decided again with its 10 new records" in verdict.note
     ids = [int(r.id.split(":")[1]) for r in result.of("face")]
     assert ids == list(range(len(ids))) and len(ids) >= 27  # fresh ids after the first 17
     assert any(s.cites == ["face:17-26"] and s.grounded for s in verdict.rationale)
     assert verdict.grounding == 1.0
+
+    # The kept fusion verdict is the one over the closer look: the frames sampled at 5 fps
+    # between 1 and 2 s are replaced by the 10 new ones, not counted twice.
+    old, new = result.evidence[:17], [r for r in result.evidence if int(r.id[5:]) >= 17]
+    closer = [*(r for r in old if not 1.0 <= (r.span.start + r.span.end) / 2 <= 2.0), *new]
+    assert len(closer) < len(result.evidence)
+    text = result.of("text")
+    expected = aggregate([*closer, *text], result.exemplars, result.turns, result.media.duration,
+                         FusionModel.load())
+    assert verdict.distribution == pytest.approx(expected.distribution)
+    everything = aggregate(result.evidence, result.exemplars, result.turns,
+                           result.media.duration, FusionModel.load())
+    assert verdict.distribution != pytest.approx(everything.distribution)
+
+
+def test_the_closer_look_replaces_what_a_call_re_read(analysis: Analysis,
+                                                      toolbox: Toolbox) -> None:
+    result, _ = run(analysis, toolbox, [call("face", start=1.0, end=2.0, fps=10), face_claim],
+                    question="What does the face show between 1 and 2 s, at 10 fps?")
+    closer = result.closer_look(analysis.evidence)
+    kept = {r.id for r in closer}
+    re_read = [r for r in analysis.of("face") if 1.0 <= (r.span.start + r.span.end) / 2 <= 2.0]
+    assert re_read and not kept & {r.id for r in re_read}
+    assert {r.id for r in result.evidence} <= kept
+    assert {r.id for r in analysis.of("voice")} | {r.id for r in analysis.of("text")} <= kept
+    assert len(closer) == len(analysis.evidence) - len(re_read) + len(result.evidence)

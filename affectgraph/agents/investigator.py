@@ -55,7 +55,7 @@ from affectgraph.analysis import Analysis
 from affectgraph.errors import InputError
 from affectgraph.evidence import SCHEMA_VERSION, Evidence
 from affectgraph.graphs.context import AnalyzeOptions
-from affectgraph.verdict import Exemplar, RationaleStep, Verdict, compact_ids
+from affectgraph.verdict import Exemplar, RationaleStep, Verdict, compact_ids, expand_ids
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -151,6 +151,30 @@ class Investigation(BaseModel):
         return analysis.model_copy(update={
             "evidence": [*analysis.evidence, *self.evidence],
             "exemplars": [*analysis.exemplars, *self.exemplars]})
+
+    def closer_look(self, evidence: Sequence[Evidence]) -> list[Evidence]:
+        """The evidence to decide from after the investigation: within each stretch a tool
+        call re-read, the call's new records in place of the old records of that modality.
+
+        A face call at 10 fps over 1-2 s replaces the five frames sampled there at 5 fps rather
+        than adding to them, so the stretch is not counted twice (fusion pools a modality's
+        records by their frames, seconds or words). Both stay citable in the analysis.
+        """
+        by_id = {r.id: r for r in self.evidence}
+        stretches: list[tuple[str, float, float]] = []
+        for call in self.calls:
+            added = [by_id[i] for i in expand_ids(call.added) if i in by_id]
+            for modality in {r.modality for r in added}:
+                spans = [r.span for r in added if r.modality == modality]
+                stretches.append((modality, min(s.start for s in spans),
+                                  max(s.end for s in spans)))
+
+        def replaced(record: Evidence) -> bool:
+            middle = (record.span.start + record.span.end) / 2
+            return any(record.modality == m and start <= middle <= end
+                       for m, start, end in stretches)
+
+        return [*(r for r in evidence if not replaced(r)), *self.evidence]
 
 
 class ConcludeArgs(BaseModel):

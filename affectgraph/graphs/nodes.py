@@ -11,7 +11,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.graph import END
 from langgraph.runtime import Runtime
@@ -21,6 +21,9 @@ from affectgraph import media
 from affectgraph.errors import AffectGraphError, ConfigError, InputError
 from affectgraph.graphs.context import SPECIALISTS, AnalysisContext
 from affectgraph.graphs.state import AnalysisState
+
+if TYPE_CHECKING:
+    from affectgraph.evidence import Evidence
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,8 @@ def ingest(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str,
     if not info.has_audio:
         skipped.setdefault("voice", "the file has no audio stream")
         if not state.get("transcript_file"):
-            skipped.setdefault("transcript", "the file has no audio stream and no transcript was given")
+            skipped.setdefault("transcript",
+                               "the file has no audio stream and no transcript was given")
     return {"media": info, "skipped": skipped, "evidence": [], "failures": {},
             "seconds": {"ingest": time.perf_counter() - started}}
 
@@ -247,32 +251,79 @@ def evidence_vectoriser(modality: str, ctx: AnalysisContext) -> Any:
 
 
 def aggregate(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
-    """Fuse the evidence and the exemplars' votes into a verdict with its rationale."""
-    from affectgraph.agents.aggregate import aggregate as fuse
-    from affectgraph.agents.fusion import FusionModel
+    """Fuse the evidence and the exemplars' votes into a verdict with its rationale.
 
+    With an LLM, when the modalities disagree the investigator looks closer first; the verdict
+    is then decided again from what it found (:meth:`Investigation.closer_look`) before the LLM
+    answers from all the evidence, and the investigator's steps join the rationale.
+    """
     ctx = runtime.context
-    options = ctx.options.aggregate
-    model = ctx.toolbox.get(("fusion", options.fusion_model),
-                            lambda: FusionModel.load(options.fusion_model))
-    started = time.perf_counter()
-    missing = {**state.get("skipped", {}), **state.get("failures", {})}
-    verdict = fuse(state.get("evidence", []), state.get("exemplars", []), state.get("turns", []),
-                   state["media"].duration, model, options=options, missing=missing)
-    seconds = {"aggregate": time.perf_counter() - started}
-    if ctx.options.mllm is not None:
-        verdict = _mllm_verdict(state, ctx, verdict)
-        seconds["mllm"] = time.perf_counter() - started - seconds["aggregate"]
+    seconds: dict[str, float] = {}
+    clock = _Clock(seconds)
+    evidence, exemplars = state.get("evidence", []), state.get("exemplars", [])
+    verdict = _decide(state, ctx, evidence, exemplars, clock)
     if ctx.options.llm == "none":
         return {"verdict": verdict, "seconds": seconds}
-    verdict = _llm_verdict(state, ctx, verdict)
-    seconds["llm"] = time.perf_counter() - started - sum(seconds.values())
-    update = _investigate_conflict(state, ctx, verdict) if ctx.options.investigate else {}
-    seconds["investigate"] = time.perf_counter() - started - sum(seconds.values())
+    found, note = (_investigate_conflict(state, ctx, verdict) if ctx.options.investigate
+                   else (None, None))
+    clock.lap("investigate")
+    update: dict[str, Any] = {}
+    if found is not None:
+        evidence, exemplars = [*evidence, *found.evidence], [*exemplars, *found.exemplars]
+        update = {"evidence": found.evidence, "exemplars": exemplars}  # evidence accumulates
+        if found.evidence:
+            before = verdict.label
+            verdict = _decide(state, ctx, found.closer_look(state.get("evidence", [])),
+                              exemplars, clock)
+            note += (f"; decided again with its {len(found.evidence)} new records"
+                     + (f" ({before or 'abstained'} -> {verdict.label or 'abstained'})"
+                        if verdict.label != before else " (same label)"))
+    verdict = _llm_verdict({**state, "evidence": evidence, "exemplars": exemplars}, ctx, verdict)
+    clock.lap("llm")
+    if found is not None:
+        verdict = verdict.model_copy(update={"rationale": [*verdict.rationale, *found.steps]})
+    if note is not None:
+        verdict = verdict.model_copy(update={"note": _joined(verdict.note, note)})
     return {"verdict": verdict, **update, "seconds": seconds}
 
 
-def _mllm_verdict(state: AnalysisState, ctx: AnalysisContext, fusion: Any) -> Any:
+class _Clock:
+    """Seconds per stage of the aggregate node: each :meth:`lap` adds the time since the last."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds, self.last = seconds, time.perf_counter()
+
+    def restart(self) -> None:
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
+        self.last = now
+
+
+def _decide(state: AnalysisState, ctx: AnalysisContext, evidence: Sequence[Evidence],
+            exemplars: Sequence[Any], clock: _Clock) -> Any:
+    """The fusion verdict over ``evidence``, then the fine-tuned MLLM's if one is configured."""
+    from affectgraph.agents.aggregate import aggregate as fuse
+    from affectgraph.agents.fusion import FusionModel
+
+    options = ctx.options.aggregate
+    model = ctx.toolbox.get(("fusion", options.fusion_model),
+                            lambda: FusionModel.load(options.fusion_model))
+    clock.restart()  # loading the model is not aggregating
+    missing = {**state.get("skipped", {}), **state.get("failures", {})}
+    verdict = fuse(evidence, exemplars, state.get("turns", []), state["media"].duration, model,
+                   options=options, missing=missing)
+    clock.lap("aggregate")
+    if ctx.options.mllm is not None:
+        verdict = _mllm_verdict(evidence, exemplars, ctx, verdict)
+        clock.lap("mllm")
+    return verdict
+
+
+def _mllm_verdict(evidence: Sequence[Evidence], exemplars: Sequence[Any], ctx: AnalysisContext,
+                  fusion: Any) -> Any:
     """The fine-tuned multimodal LLM's verdict, or the fusion one with the reason."""
     from affectgraph.agents.mllm.infer import mllm_verdict
     from affectgraph.agents.mllm.model import AffectMLLM
@@ -282,36 +333,36 @@ def _mllm_verdict(state: AnalysisState, ctx: AnalysisContext, fusion: Any) -> An
     embed = None
     if manifest.data.get("text_embeddings"):
         embed = evidence_vectoriser("text", ctx).embed.embed  # the MiniLM the text head uses
-    return mllm_verdict(model, state.get("evidence", []), state.get("exemplars", []), fusion,
+    return mllm_verdict(model, list(evidence), list(exemplars), fusion,
                         text_embed=embed, name=f"mllm {folder}")
 
 
 def _investigate_conflict(state: AnalysisState, ctx: AnalysisContext, verdict: Any
-                          ) -> dict[str, Any]:
+                          ) -> tuple[Any, str | None]:
     """When the modalities disagree, let the investigator look closer (the LLM calls the
-    specialists on chosen stretches); its new evidence joins the state and its steps join the
-    rationale, which ``verify`` then checks like any other."""
+    specialists on chosen stretches): its :class:`Investigation` (``None`` when they agree or
+    it could not run) and the note saying what happened."""
     from affectgraph.agents.investigator import InvestigatorOptions, conflict_question, investigate
     from affectgraph.api import to_analysis
 
-    evidence = state.get("evidence", [])
-    question = conflict_question(evidence)
+    question = conflict_question(state.get("evidence", []))
     if question is None:
-        return {}
-    chat = ctx.toolbox.get(("llm", ctx.options.llm, ctx.options.llm_options), lambda: None)
+        return None, None
+    chat = ctx.toolbox.get(("llm", ctx.options.llm, ctx.options.llm_options),
+                           lambda: _load_llm(ctx))
     try:
         found = investigate(to_analysis({**state, "verdict": verdict}), question, chat,
                             ctx.toolbox, options=InvestigatorOptions(analyze=ctx.options))
     except AffectGraphError as exc:  # e.g. a model without tool calling: keep the verdict
-        note = f"the modalities disagree; no investigation ({exc})"
-        return {"verdict": verdict.model_copy(update={"note": _joined(verdict.note, note)})}
-    note = (f"the modalities disagree; the investigator made {len(found.calls)} tool calls"
-            + (f" and stopped: {found.stopped}" if found.stopped else ""))
-    return {"evidence": found.evidence,
-            "exemplars": [*state.get("exemplars", []), *found.exemplars],
-            "verdict": verdict.model_copy(update={
-                "rationale": [*verdict.rationale, *found.steps],
-                "note": _joined(verdict.note, note)})}
+        return None, f"the modalities disagree; no investigation ({exc})"
+    return found, (f"the modalities disagree; the investigator made {len(found.calls)} tool "
+                   "calls" + (f" and stopped: {found.stopped}" if found.stopped else ""))
+
+
+def _load_llm(ctx: AnalysisContext) -> Any:
+    from affectgraph.agents.llm import load_chat_model
+
+    return load_chat_model(ctx.options.llm, options=ctx.options.llm_options)
 
 
 def _joined(first: str | None, second: str) -> str:
@@ -320,12 +371,10 @@ def _joined(first: str | None, second: str) -> str:
 
 def _llm_verdict(state: AnalysisState, ctx: AnalysisContext, fusion: Any) -> Any:
     """The LLM's verdict from the evidence, or the fusion one with the reason it was kept."""
-    from affectgraph.agents.llm import load_chat_model
     from affectgraph.agents.llm_aggregator import llm_verdict
 
     o = ctx.options
-    chat = ctx.toolbox.get(("llm", o.llm, o.llm_options),
-                           lambda: load_chat_model(o.llm, options=o.llm_options))
+    chat = ctx.toolbox.get(("llm", o.llm, o.llm_options), lambda: _load_llm(ctx))
     return llm_verdict(chat, state.get("evidence", []), state.get("exemplars", []), fusion,
                        options=o.llm_aggregate, duration=state["media"].duration)
 
