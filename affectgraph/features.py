@@ -6,7 +6,8 @@ the same vectors:
 
 - ``voice``: the 88 eGeMAPSv02 functionals of the item's speech (from the first to the last speech
   turn Silero VAD finds; the whole item when it finds none), as the voice specialist computes
-  them per turn;
+  them per turn; :class:`EncoderVectoriser` gives the Whisper-encoder embedding of the same
+  speech (the encoder voice heads' other input);
 - ``text``: 384-d L2-normalised all-MiniLM-L6-v2 sentence embeddings;
 - ``face``: the 128-d L2-normalised expression embedding of the largest detected face (of the
   whole image with ``cropped=True``).
@@ -74,21 +75,11 @@ class VoiceVectoriser:
         self.names = self.voice.feature_names
 
     def vectorise(self, items: Sequence[Item]) -> list[np.ndarray | str]:
-        from affectgraph import media
-        from affectgraph.segments import find_turns, mix_down
-
         out: list[np.ndarray | str] = []
         for item in items:
-            if item.path is None:
-                out.append("no media path")
-                continue
-            audio = mix_down(media.read_audio(item.path, start=item.start or 0.0, end=item.end))
-            turns = find_turns(item.path, vad=self.vad) if item.start is None else []
-            if turns:
-                a, b = turns[0].span.start, turns[-1].span.end
-                audio = audio[int(a * media.SAMPLE_RATE): int(b * media.SAMPLE_RATE)]
-            if len(audio) < media.SAMPLE_RATE // 2:
-                out.append("less than 0.5 s of audio")
+            audio = speech_of(item, self.vad)
+            if isinstance(audio, str):
+                out.append(audio)
                 continue
             values = self.voice.functionals(audio)
             out.append(np.array([values[n] for n in self.names], dtype=np.float32))
@@ -98,6 +89,59 @@ class VoiceVectoriser:
         if not isinstance(record, VoiceEvidence) or not record.features:
             return None
         return np.array([record.features[n] for n in self.names], dtype=np.float32)
+
+
+class EncoderVectoriser:
+    """The Whisper-encoder embedding (:mod:`affectgraph.speech_encoding`) of the same speech as
+    :class:`VoiceVectoriser` reads: what the encoder voice heads read beside eGeMAPS. ``name``:
+    ``<model>-mean``, e.g. ``whisper-base-mean``; ``revision``: the Whisper model's."""
+
+    modality = "voice"
+
+    def __init__(self, registry: ModelRegistry | None = None, *, model: str = "whisper-base",
+                 encoding: object | None = None) -> None:
+        from affectgraph.segments import VadModel
+        from affectgraph.speech_encoding import SpeechEncoding
+
+        self.encoding = encoding or SpeechEncoding.load(model, registry)
+        self.vad = VadModel.load()
+        self.name = f"{self.encoding.ref.name}-mean"  # type: ignore[attr-defined]
+        self.revision = self.encoding.ref.revision  # type: ignore[attr-defined]
+        self.names = self.encoding.names  # type: ignore[attr-defined]
+        self.dim = len(self.names)
+
+    def vectorise(self, items: Sequence[Item]) -> list[np.ndarray | str]:
+        out: list[np.ndarray | str] = []
+        for item in items:
+            audio = speech_of(item, self.vad)
+            out.append(audio if isinstance(audio, str)
+                       else self.encoding.embed(audio))  # type: ignore[attr-defined]
+        return out
+
+    def from_evidence(self, record: object) -> np.ndarray | None:
+        if not isinstance(record, VoiceEvidence) or not record.features:
+            return None
+        if any(n not in record.features for n in self.names):
+            return None
+        return np.array([record.features[n] for n in self.names], dtype=np.float32)
+
+
+def speech_of(item: Item, vad: object) -> np.ndarray | str:
+    """The (n,) 16 kHz mono speech of a media item, from the first to the last turn Silero VAD
+    finds in it (the whole item, or its span, when it finds none), or why there is none."""
+    from affectgraph import media
+    from affectgraph.segments import find_turns, mix_down
+
+    if item.path is None:
+        return "no media path"
+    audio = mix_down(media.read_audio(item.path, start=item.start or 0.0, end=item.end))
+    turns = find_turns(item.path, vad=vad) if item.start is None else []  # type: ignore[arg-type]
+    if turns:
+        a, b = turns[0].span.start, turns[-1].span.end
+        audio = audio[int(a * media.SAMPLE_RATE): int(b * media.SAMPLE_RATE)]
+    if len(audio) < media.SAMPLE_RATE // 2:
+        return "less than 0.5 s of audio"
+    return audio
 
 
 class TextVectoriser:

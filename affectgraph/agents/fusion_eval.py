@@ -145,7 +145,7 @@ def av_report(rows: Sequence[HeldOut], data: Path | None = None,
         analyzer = Analyzer(AnalyzeOptions(
             retrieval=defaults.retrieval.model_copy(update={"exclude_groups": (held_out,)}),
             aggregate=defaults.aggregate.model_copy(update={"fusion_model": str(fusion_path)})))
-        analyzer.toolbox.provide(("voice-head",), head)
+        analyzer.toolbox.provide(("voice-head", None), head)
         for item in load_dataset("ravdess_av", root=data):
             progress(f"analysing {item.id}")
             analysis = analyzer.analyze(item.path)

@@ -9,7 +9,12 @@ from rich.table import Table
 
 from affectgraph.evals.metrics import Scores
 from affectgraph.heads.combination import Comparison
-from affectgraph.heads.voice_training import VOTE_K, VoiceTrainingReport, train_voice_head
+from affectgraph.heads.voice_training import (
+    VOTE_K,
+    VoiceHeadOptions,
+    VoiceTrainingReport,
+    train_voice_head,
+)
 
 SETTINGS = {"single": "single clip", "speaker": "speaker-normalised"}
 CAPTION = ("single clip: each clip alone; speaker-normalised: each clip's functionals "
@@ -17,12 +22,14 @@ CAPTION = ("single clip: each clip alone; speaker-normalised: each clip's functi
 
 
 def train_voice(data: Path | None = None, out: Path | None = None, evaluate: bool = False,
-                *, console: Console | None = None) -> VoiceTrainingReport:
+                *, encoder: str | None = None, console: Console | None = None
+                ) -> VoiceTrainingReport:
     """Train the single-clip and speaker-adaptive voice heads on RAVDESS speech + TESS from
     ``data`` (default: ``$AFFECTGRAPH_DATA`` or ``../shared/data``), write them to ``out`` (a
     heads folder; default: the package's) and print their leave-one-actor-out RAVDESS scores;
     with ``evaluate``, also the recall per class and the recipe each fold chose. Returns the
-    report.
+    report. ``encoder`` (``whisper-base``): train the heads that also read the Whisper
+    encoder's embedding of each clip (:mod:`affectgraph.speech_encoding`).
 
     The first run computes eGeMAPS functionals of 844 clips and of two speed-perturbed copies
     (about 5 minutes on one core, cached under ``$AFFECTGRAPH_HOME/features``); the nested
@@ -36,7 +43,8 @@ def train_voice(data: Path | None = None, out: Path | None = None, evaluate: boo
         def progress(stage: str, done: int, total: int) -> None:
             status.update(f"voice heads: {stage} {done}/{total}")
 
-        _, report = train_voice_head(data, out=out, progress=progress)
+        options = VoiceHeadOptions(encoder=encoder) if encoder else None
+        _, report = train_voice_head(data, out=out, options=options, progress=progress)
     assert report.evaluation is not None
     evaluation = {"single": report.evaluation.single, "speaker": report.evaluation.speaker}
     console.print(_table(evaluation, report))

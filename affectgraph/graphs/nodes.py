@@ -130,10 +130,20 @@ def voice(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, 
     ctx = runtime.context
     options = ctx.options.voice
     model = ctx.toolbox.get(("voice",), VoiceModel.load)
-    head = ctx.toolbox.get(("voice-head",), load_voice_head) if options.head else None
+    if options.encoder is not None:
+        from affectgraph.speech_encoding import SpeechEncoding
+
+        encoder = options.encoder
+        model = dataclasses.replace(model, encoding=ctx.toolbox.get(
+            ("speech-encoding", encoder),
+            lambda: SpeechEncoding.load(encoder, ctx.toolbox.registry)))
+    head = (ctx.toolbox.get(("voice-head", options.encoder),
+                            lambda: load_voice_head(encoder=options.encoder))
+            if options.head else None)
     if head is not None:
         model = dataclasses.replace(model, classifier=head.classifier,
-                                    classifier_name=head.ref.name)
+                                    classifier_name=head.ref.name,
+                                    classifier_features=head.feature_names)
     evidence = analyze_voice(state["path"], state.get("turns", []), options=options,
                              model=model, progress=lambda s: ctx.progress("voice", s))
     if head is not None and options.speaker_normalise:
@@ -204,9 +214,15 @@ def _after_collect(state: AnalysisState, names: Sequence[str]) -> str:
 
 @guarded("retrieve")
 def retrieve(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
-    """The labelled exemplars nearest the evidence, per modality with a library."""
+    """The labelled exemplars nearest the evidence, per modality with a library.
+
+    First hands back to the OS what the specialists freed: the libraries load on top of it, and
+    the end of a long analysis (libraries, exemplars, verdict) is where its memory peaks.
+    """
+    from affectgraph.memory import release_free_memory
     from affectgraph.retrieval.evidence import exemplars_for
 
+    release_free_memory()
     ctx = runtime.context
     options = ctx.options.retrieval
     present = {e.modality for e in state.get("evidence", [])}

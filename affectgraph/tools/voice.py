@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +41,9 @@ from affectgraph.evidence import (
     normalise,
 )
 from affectgraph.segments import channel_order, turn_signal
+
+if TYPE_CHECKING:
+    from affectgraph.speech_encoding import SpeechEncoding
 
 MODEL_NAME = "egemaps-v02"
 SPECIALIST = "voice"
@@ -63,7 +66,11 @@ class VoiceOptions(BaseModel):
     ``head``: classify each turn with the trained voice head (used by the analysis graph);
     ``speaker_normalise``: re-classify each turn with features standardised by the same
     speaker's *other* turns in the recording (channel or role), where there are enough of them
-    (:func:`affectgraph.heads.voice.speaker_normalised`).
+    (:func:`affectgraph.heads.voice.speaker_normalised`). ``encoder``: a Whisper model
+    (``whisper-base``) whose encoder embeds each turn beside its functionals, read by the voice
+    heads trained on both (:mod:`affectgraph.speech_encoding`): held-out RAVDESS UAR 0.81
+    single-clip and 0.85 speaker-normalised against 0.58 and 0.69, at one encoder pass per turn
+    (1-3 s on one CPU thread), so it is off by default.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -71,17 +78,22 @@ class VoiceOptions(BaseModel):
     min_duration: float = Field(default=0.5, gt=0)
     head: bool = True
     speaker_normalise: bool = False
+    encoder: Literal["whisper-base"] | None = None
     chunk_seconds: float = Field(default=30.0, ge=1)
 
 
 @dataclass(frozen=True)
 class VoiceModel:
-    """An openSMILE eGeMAPSv02 functionals extractor, and an optional emotion classifier."""
+    """An openSMILE eGeMAPSv02 functionals extractor, an optional speech encoder whose
+    embedding joins the features, and an optional emotion classifier reading
+    ``classifier_features`` (default: the functionals)."""
 
     smile: object  # opensmile.Smile
     revision: str
     classifier: Classifier | None = None
     classifier_name: str | None = None
+    encoding: SpeechEncoding | None = None
+    classifier_features: tuple[str, ...] | None = None
 
     @classmethod
     def load(cls) -> VoiceModel:
@@ -170,9 +182,12 @@ def _analyse_turn(
     if prosody is None:
         reason = "no voiced frames in the turn (no pitch found: not speech, or too noisy)"
         return _record(index, turn, model, reason=reason)
+    if model.encoding is not None:
+        features |= model.encoding.features(signal)
     distribution = confidence = None
     if model.classifier is not None:
-        vector = np.array([features[name] for name in model.feature_names], dtype=np.float32)
+        names = model.classifier_features or model.feature_names
+        vector = np.array([features[name] for name in names], dtype=np.float32)
         distribution = normalise(model.classifier(vector))
         confidence = max(distribution.values())
     return _record(index, turn, model, features=features, prosody=prosody,
