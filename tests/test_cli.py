@@ -52,6 +52,23 @@ def test_json_to_stdout_with_switches(speech_wav: Path) -> None:
         (["analyze", "{clip}", "--llm", "openai:m", "--llm-base-url", "http://127.0.0.1:9/v1"],
          "http://127.0.0.1:9/v1"),
         (["chat", "{clip}", "--llm", "lokal:x"], "local:PATH"),
+        (["chat", "{clip}", "--aggregator", "mlm"],
+         "unknown aggregator 'mlm'; valid: fusion, mllm, mllm:FOLDER, mllm:zero-shot"),
+        (["chat", "{clip}", "--aggregator", "mllm:no-such-run"],
+         "no-such-run: no fine-tuned model there (no manifest.json)"),
+        (["eval", "ravdess_av", "--aggregator", "mllm:no-such-run"],
+         "no-such-run: no fine-tuned model there"),
+        (["eval", "tess", "--aggregator", "mllm"],
+         "writes the whole graph's verdict: it applies to the av modality (or --ablation), "
+         "not to --modality voice"),
+        (["eval", "ravdess_av", "--predictor", "dummy", "--aggregator", "mllm:zero-shot"],
+         "not to --predictor dummy"),
+        (["eval", "meld", "--refit-head"],
+         "--refit-head refits the voice head; this run scores text"),
+        (["analyze", "{clip}", "--voice-encoder", "whisper-large"],
+         "the voice heads are trained for whisper-base only"),
+        (["train", "voice", "--encoder", "wav2vec"],
+         "the voice heads are trained for whisper-base only"),
     ],
 )
 def test_user_errors_are_one_clear_line(args: list[str], message: str, speech_wav: Path) -> None:

@@ -10,6 +10,7 @@ seconds; what it can *learn* in a few steps is not the point here.
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
 
@@ -17,6 +18,12 @@ import numpy as np
 import pytest
 import torch
 
+from affectgraph.agents.mllm.aggregator import (
+    ZERO_SHOT,
+    Aggregator,
+    parse_aggregator,
+    shipped_folder,
+)
 from affectgraph.agents.mllm.connectors import ConnectorSpec, MLPProjector, QFormer
 from affectgraph.agents.mllm.infer import mllm_verdict, read_answer
 from affectgraph.agents.mllm.instructions import (
@@ -25,7 +32,14 @@ from affectgraph.agents.mllm.instructions import (
     clip_from_analysis,
     split_by_group,
 )
-from affectgraph.agents.mllm.model import AffectMLLM, LoraSpec, ModelSpec, load_base
+from affectgraph.agents.mllm.model import (
+    AffectMLLM,
+    LoraSpec,
+    Manifest,
+    ModelSpec,
+    load_base,
+    read_manifest,
+)
 from affectgraph.agents.mllm.sources import speech_clip
 from affectgraph.agents.mllm.train import (
     CheckpointSpec,
@@ -36,7 +50,10 @@ from affectgraph.agents.mllm.train import (
     finetune,
     load_config,
 )
+from affectgraph.agents.mllm.zero_shot import ZeroShotLM
 from affectgraph.errors import ConfigError, InputError
+from affectgraph.evals.answers import RecordingModel, answer_scores, judge_answer
+from affectgraph.evals.predictors import Prediction
 from affectgraph.evidence import Distribution
 from affectgraph.labels import LABELS
 from affectgraph.verdict import Verdict
@@ -292,3 +309,156 @@ def test_a_few_real_steps_on_smollm2(tmp_path, av_clip, speech_clips) -> None:
     assert result.manifest.spec.base == "smollm2-135m-instruct"
     adapter = result.folder / "adapter" / "adapter_model.safetensors"
     assert adapter.is_file() and adapter.stat().st_size < 5_000_000  # small enough to ship
+
+
+# -- choosing the aggregator: the shipped model, a folder, the zero-shot baseline ---------------
+
+@pytest.fixture(scope="module")
+def tiny_saved(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Path:
+    """An untrained MLLM on the tiny base, saved as `affectgraph finetune` saves one."""
+    spec = ModelSpec(base=str(tiny_base), lora=LoraSpec(r=2, alpha=4),
+                     connectors={"voice": ConnectorSpec(kind="mlp", tokens=1, width=16)})
+    model = AffectMLLM.create(spec)
+    folder = tmp_path_factory.mktemp("tiny-mllm")
+    return model.save(folder, Manifest(spec=spec, hidden_size=model.hidden,
+                                       data={"text_embeddings": False}))
+
+
+def test_aggregator_spellings(tiny_saved: Path) -> None:
+    assert parse_aggregator("fusion") == Aggregator("fusion")
+    shipped = parse_aggregator("mllm")
+    assert shipped == Aggregator("mllm", str(shipped_folder())) and shipped.spelling == "mllm"
+    assert parse_aggregator("mllm:zero-shot") == Aggregator("zero-shot", ZERO_SHOT)
+    assert parse_aggregator(f"mllm:{tiny_saved}") == Aggregator("mllm", str(tiny_saved))
+    assert parse_aggregator(f"mllm:{tiny_saved}").spelling == f"mllm:{tiny_saved}"
+
+
+@pytest.mark.parametrize("spelling, message", [
+    ("mlm", "unknown aggregator 'mlm'; valid: fusion, mllm, mllm:FOLDER, mllm:zero-shot"),
+    ("mllm:", "unknown aggregator 'mllm:'"),
+    ("llm:local", "unknown aggregator 'llm:local'"),
+    ("mllm:/no/such/run", "/no/such/run: no fine-tuned model there (no manifest.json); train one "
+                          "with 'affectgraph finetune configs/mllm-cpu.yaml'"),
+])
+def test_a_bad_aggregator_is_a_clear_error(spelling: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_aggregator(spelling)
+
+
+def test_without_the_shipped_model_mllm_says_what_to_give(tmp_path, monkeypatch) -> None:
+    from affectgraph.agents.mllm import aggregator
+
+    monkeypatch.setattr(aggregator, "shipped_folder", lambda: tmp_path / "missing")
+    with pytest.raises(ConfigError, match=r"no tuned MLLM is shipped in .*give mllm:FOLDER"):
+        parse_aggregator("mllm")
+
+
+def test_the_shipped_model_is_small_described_and_held_out_by_the_tasks() -> None:
+    from affectgraph.evals.task import get_task
+
+    folder = shipped_folder()
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size < 8_000_000  # adapter 1.9 MB + connectors 5.7 MB
+    manifest = read_manifest(folder)
+    assert manifest.spec.base == "smollm2-135m-instruct" and manifest.hidden_size == 576
+    assert "RAVDESS" in manifest.licence and "non-commercial" in manifest.licence
+    adapter = json.loads((folder / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == manifest.spec.base  # no machine's path
+    train, held = manifest.data["train_speakers"], manifest.data["eval_speakers"]
+    assert held and not set(train) & set(held)
+    for task, dataset in (("ravdess_speech_mllm_heldout", "ravdess_speech"),
+                          ("tess_mllm_heldout", "tess")):  # the tasks score unseen speakers only
+        split = get_task(task).task.split
+        assert sorted(split.test) == sorted(g for g in held if g.startswith(dataset + "/"))
+
+
+def test_zero_shot_reads_the_evidence_as_text_and_falls_back_when_unusable(tiny_base, av_clip
+                                                                          ) -> None:
+    model = ZeroShotLM.load(str(tiny_base))
+    example = build_examples([av_clip]).examples[0]
+    text = model.render(example.prompt)
+    assert "<<" not in text and '"steps": [{"claim"' in text
+    assert "[face:0-16] face 0.00-3.24 s: happy in 11 of 17 frames\n" in text
+    assert model.manifest.spec.connectors == {} and not model.manifest.data["text_embeddings"]
+    fusion = Verdict(label="sad", distribution={c: 1 / len(LABELS) for c in LABELS},
+                     confidence=0.2, valence=0, arousal=0)
+    recorder = RecordingModel(model)
+    verdict = mllm_verdict(recorder, av_clip.evidence, av_clip.exemplars, fusion,
+                           name="mllm zero-shot")
+    [raw] = recorder.take()  # a random model's text: not the answer JSON
+    assert recorder.take() == [] and isinstance(raw, str)
+    assert verdict.label == "sad" and "the mllm zero-shot gave no usable answer" in verdict.note
+
+
+@pytest.mark.parametrize("text, closed", [
+    ('{"label": "sad", "steps": [{"claim": "a } inside", "cites": ["voice:0"]}]}', True),
+    ('{"label": "sad", "steps": [{"claim": "escaped \\" } quote"', False),
+    ('{"label": "sad", "steps": [{"claim": "x"}]', False),
+    ('The person shows anger.', False),
+])
+def test_the_zero_shot_answer_stops_after_one_object(text: str, closed: bool) -> None:
+    from affectgraph.agents.mllm.zero_shot import _closes_object
+
+    assert _closes_object(text) is closed
+
+
+# -- the evaluation harness: the model's own answers -------------------------------------------
+
+def test_answers_are_judged_and_scored_before_the_fallback(av_clip) -> None:
+    good = build_examples([av_clip]).examples[0].target
+    ok = judge_answer(good, av_clip.evidence, av_clip.exemplars, used=True, seconds=2.0)
+    assert ok.valid_json and ok.label == "happy" and ok.steps and all(
+        s.grounded for s in ok.steps)
+    invented = judge_answer(good.replace("voice:0", "voice:7").replace('"happy"', '"sad"'),
+                            av_clip.evidence, av_clip.exemplars)
+    assert invented.valid_json and invented.label == "sad"
+    assert [s.grounded for s in invented.steps].count(False) == 1
+    prose = judge_answer("The person is happy.", av_clip.evidence)
+    assert not prose.valid_json and prose.label is None and "not the answer JSON" in prose.reason
+    predictions = [Prediction(id=str(n), label="happy", answer=a)
+                   for n, a in enumerate((ok, invented, prose))]
+    predictions.append(Prediction(id="3", label="sad"))  # fusion alone: no answer to score
+    scores = answer_scores(["happy", "sad", "happy", "sad"], predictions, LABELS)
+    steps = [*ok.steps, *invented.steps]
+    assert scores is not None and scores["n"] == 3
+    assert scores["json_valid"] == pytest.approx(2 / 3, abs=1e-6)
+    assert scores["used"] == pytest.approx(1 / 3, abs=1e-6)
+    assert scores["war"] == pytest.approx(2 / 3, abs=1e-6)  # the prose counts as wrong
+    assert scores["steps"] == len(steps)
+    assert scores["grounding"] == pytest.approx(sum(s.grounded for s in steps) / len(steps),
+                                                abs=1e-6)
+    assert scores["seconds_per_answer"] == pytest.approx(2 / 3, abs=1e-6)
+    assert answer_scores(["sad"], predictions[3:], LABELS) is None
+
+
+def test_eval_of_the_graph_with_an_mllm_scores_its_own_answers(tmp_path, tiny_saved,
+                                                               data_dir) -> None:
+    from affectgraph.api import Analyzer
+    from affectgraph.evals.predictors import PredictorOptions, PredictorSpec
+    from affectgraph.evals.runner import RunOptions, run_eval
+    from affectgraph.evals.specialists import AvPredictor, av_revision
+    from affectgraph.evals.task import manifest_task
+    from affectgraph.graphs.context import AnalyzeOptions
+
+    wavs = data_dir / "ravdess_speech" / "wav"
+    rows = ["label,path,speaker",
+            f"angry,{wavs / 'Actor_01' / '03-01-05-02-01-01-01.wav'},actor01",
+            f"sad,{wavs / 'Actor_02' / '03-01-04-02-01-01-02.wav'},actor02"]
+    (tmp_path / "clips.csv").write_text("\n".join(rows) + "\n")
+    spelling = f"mllm:{tiny_saved}"
+    options = PredictorOptions(aggregator=spelling)
+    spec = PredictorSpec(name="av", modality="av", labels=tuple(LABELS), options=options)
+    analyzer = Analyzer(AnalyzeOptions(specialists=("voice",), mllm=str(tiny_saved)))
+    predictor = AvPredictor(spec, analyzer=analyzer)
+    assert "+mllm-" in av_revision(spec) and "mllm" not in av_revision(
+        spec.model_copy(update={"options": PredictorOptions()}))
+    result = run_eval(manifest_task(tmp_path / "clips.csv", "av"), tmp_path / "out",
+                      options=RunOptions(cache=tmp_path / "cache", progress=False),
+                      predictor_options=options, predictor=predictor)
+    answers = result.metrics["answers"]
+    assert answers["n"] == 2 and 0 <= answers["json_valid"] <= 1
+    for prediction in result.predictions:
+        assert prediction.answer is not None and prediction.answer.seconds > 0
+        if not prediction.answer.used:  # the graph's verdict is then fusion's, saying why
+            assert "gave no usable answer" in prediction.answer.reason
+    assert "## The aggregator model's own answers" in (tmp_path / "out" / "report.md").read_text()

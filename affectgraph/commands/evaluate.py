@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from affectgraph.agents.mllm.aggregator import AGGREGATOR_HELP
 from affectgraph.commands import user_errors
 from affectgraph.errors import ConfigError
 
@@ -74,9 +75,16 @@ def run(
     head: Annotated[bool | None, typer.Option(
         "--head/--no-head", help="Use the modality's trained head (default: as the specialist "
                                  "does: face without, voice and text with).")] = None,
+    refit_head: Annotated[bool, typer.Option(
+        "--refit-head", help="Voice: the shipped head learned from every RAVDESS and TESS "
+                             "speaker; score instead a head trained by its recipe without each "
+                             "fold's test speakers (a minute or two per fold).")] = False,
     retrieval: Annotated[bool, typer.Option(
         "--retrieval/--no-retrieval", help="Mix in the vote of the nearest exemplars.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads per model.")] = 1,
+    aggregator: Annotated[str, typer.Option(
+        help="Who writes the av verdict: " + AGGREGATOR_HELP + " The MLLM's own answers "
+             "(JSON validity, labels, grounding) are scored too.")] = "fusion",
     data: Annotated[Path | None, typer.Option(
         help="The data folder of bundled sets (default: $AFFECTGRAPH_DATA or ../shared/data).")
     ] = None,
@@ -102,18 +110,24 @@ def run(
 
     task = _target(target, modality, face_cropped)
     chosen = "av" if ablation else (modality or task.task.modality)
+    aggregator = _aggregator(aggregator, chosen, predictor)
     folder = out or Path("eval-results") / f"{task.name}-{'ablation' if ablation else chosen}"
     command = _command(target, {
         "modality": modality, "out": out, "labels": labels, "face_cropped": face_cropped,
         "workers": workers, "seed": seed, "limit": limit, "ablation": ablation,
-        "predictor": predictor, "head": head, "retrieval": retrieval, "threads": threads,
-        "data": data})
+        "predictor": predictor, "head": head, "refit_head": refit_head, "retrieval": retrieval,
+        "threads": threads,
+        "aggregator": aggregator, "data": data})
     options = RunOptions.model_validate({
         "modality": modality, "labels": parse_label_set(labels) if labels else None,
         "limit": limit, "seed": seed, "workers": workers, "resume": resume, "cache": cache,
         "data": data, "predictor": predictor, "progress": not quiet, "command": command})
-    predictor_options = PredictorOptions(head=head, retrieval=retrieval,
-                                         face_cropped=face_cropped, threads=threads)
+    if refit_head and chosen != "voice":
+        raise ConfigError(f"--refit-head refits the voice head; this run scores {chosen}: "
+                          "drop --refit-head or evaluate a voice task")
+    predictor_options = PredictorOptions(head=head, refit_head=refit_head, retrieval=retrieval,
+                                         face_cropped=face_cropped, threads=threads,
+                                         aggregator=aggregator)
     if predictor != "dummy" and chosen in ("text", "av") and workers == 1:
         limit_threads(threads)
     try:
@@ -144,9 +158,24 @@ def _target(target: str, modality: str | None, face_cropped: bool) -> Any:
     return get_task(target)
 
 
+def _aggregator(spelling: str, modality: str, predictor: str | None) -> str:
+    """The aggregator's canonical spelling; a clear error for a bad one, or for one given to a
+    run whose verdict no aggregator writes (a single specialist, another predictor)."""
+    from affectgraph.agents.mllm.aggregator import parse_aggregator
+
+    choice = parse_aggregator(spelling)  # ConfigError naming the valid spellings
+    if choice.kind != "fusion" and (modality != "av" or predictor not in (None, "av")):
+        what = f"--predictor {predictor}" if predictor not in (None, "av") else (
+            f"--modality {modality}")
+        raise ConfigError(f"--aggregator {spelling} writes the whole graph's verdict: it applies "
+                          f"to the av modality (or --ablation), not to {what}")
+    return choice.spelling
+
+
 def _command(target: str, values: dict[str, Any]) -> str:
     defaults = {"workers": 1, "seed": 0, "retrieval": True, "threads": 1,
-                "face_cropped": False, "ablation": False}
+                "face_cropped": False, "ablation": False, "aggregator": "fusion",
+                "refit_head": False}
     words = ["affectgraph", "eval", target]
     for name, value in values.items():
         if value is None or defaults.get(name) == value:
@@ -170,6 +199,13 @@ def _print_table(runs: list[dict[str, Any]]) -> None:
                       f"{m['coverage']:.3f}", f"{m['seconds_per_item']:.4f}")
     out_console.print(table)
     for m in runs:
+        if m.get("answers"):
+            a = m["answers"]
+            grounding = "-" if a["grounding"] is None else f"{a['grounding']:.3f}"
+            out_console.print(
+                f"{m['modality']} aggregator's own answers ({a['n']}): JSON valid "
+                f"{a['json_valid']:.3f}, used {a['used']:.3f}, WAR {a['war']:.3f}, UAR "
+                f"{a['uar']:.3f}, grounding {grounding}, {a['seconds_per_answer']:.2f} s/answer")
         if m["reasoning"]:
             r = m["reasoning"]
             out_console.print(f"{m['modality']} reasoning: grounding {r['grounding']:.3f}, "

@@ -36,9 +36,14 @@ def _run(modality: str, data: Path | None, out: Path | None, evaluate: bool, **e
 
 @app.command()
 @user_errors
-def voice(data: Data = None, out: Out = None, evaluate: Evaluate = False) -> None:
+def voice(data: Data = None, out: Out = None, evaluate: Evaluate = False,
+          encoder: Annotated[str | None, typer.Option(help="whisper-base: heads that also read "
+                             "the Whisper encoder's embedding of each clip (30-40 minutes of "
+                             "encoding when not cached).")] = None) -> None:
     """The voice head on eGeMAPS functionals of RAVDESS + TESS (actors held out)."""
-    _run("voice", data, out, evaluate)
+    from affectgraph.cli import _voice_encoder
+
+    _run("voice", data, out, evaluate, encoder=_voice_encoder(encoder))
 
 
 @app.command()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from affectgraph.errors import unknown_name
 from affectgraph.evals.splits import EvalItem
@@ -43,10 +43,15 @@ class PredictorOptions(_Strict):
     distributions). ``face_cropped``: images are face crops (no detection); ``fps``: frames per
     second sampled from videos for the face. ``text_model``: a registered text emotion model
     (default: the transcript specialist's). ``threads``: CPU threads per model. ``seed``: the
-    dummy's answers and nothing else (models are deterministic).
+    dummy's answers and nothing else (models are deterministic). ``aggregator``: who writes the
+    ``av`` verdict: ``fusion``, ``mllm`` (the shipped tuned MLLM), ``mllm:FOLDER`` or
+    ``mllm:zero-shot`` (:mod:`affectgraph.agents.mllm.aggregator`). ``refit_head`` (voice):
+    the shipped voice head learned from every RAVDESS and TESS speaker, so score instead a head
+    trained by the same recipe without each fold's test speakers.
     """
 
     head: bool | None = None
+    refit_head: bool = False
     retrieval: bool = True
     k: int = Field(default=10, ge=1, le=100)
     retrieval_weight: float = Field(default=0.5, ge=0, le=1)
@@ -55,6 +60,14 @@ class PredictorOptions(_Strict):
     text_model: str | None = None
     threads: int = Field(default=1, ge=1)
     seed: int = 0
+    aggregator: str = "fusion"
+
+    @field_validator("aggregator")
+    @classmethod
+    def _known_aggregator(cls, spelling: str) -> str:
+        from affectgraph.agents.mllm.aggregator import parse_aggregator
+
+        return parse_aggregator(spelling).spelling  # ConfigError naming the valid spellings
 
 
 class PredictorSpec(_Strict):
@@ -78,10 +91,25 @@ class PredictorInfo(_Strict):
     trained_on: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
 
+class ModelAnswer(_Strict):
+    """What a language-model aggregator itself answered for an item, before any fallback:
+    whether it was the answer JSON (``valid_json``), its ``label``, all its ``steps`` as the
+    verifier judged them, whether the graph ``used`` it (else the fusion verdict stood, for
+    ``reason``) and the ``seconds`` it took to answer."""
+
+    valid_json: bool
+    label: str | None = None
+    steps: tuple[RationaleStep, ...] = ()
+    used: bool = False
+    reason: str = ""
+    seconds: float = 0.0
+
+
 class Prediction(_Strict):
     """One item's answer: ``label`` (``None`` when abstaining, with ``reason``), its
     ``distribution`` over the run's labels, ``confidence`` (the top probability), the verified
-    rationale ``steps`` when the predictor reasons, and the compute ``seconds`` it took."""
+    rationale ``steps`` when the predictor reasons, the compute ``seconds`` it took, and with a
+    language-model aggregator its own ``answer``."""
 
     id: str
     label: str | None
@@ -90,6 +118,7 @@ class Prediction(_Strict):
     reason: str | None = None
     steps: tuple[RationaleStep, ...] = ()
     seconds: float = 0.0
+    answer: ModelAnswer | None = None
 
     @property
     def abstained(self) -> bool:

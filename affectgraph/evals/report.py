@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from affectgraph.evals.answers import answer_scores
 from affectgraph.evals.metrics import score
 from affectgraph.evals.predictors import Prediction, PredictorInfo
 from affectgraph.evals.reasoning import JUDGE_NOTE, reasoning_scores
@@ -52,6 +53,7 @@ def build_metrics(plan: Plan, predictions: Sequence[Prediction], info: Predictor
         "abstention_reasons": dict(Counter(_short(p.reason) for p in predictions
                                            if p.abstained).most_common(5)),
         "reasoning": reasoning.model_dump() if reasoning else None,
+        "answers": answer_scores(truth, predictions, plan.labels),
         "task": {"name": task.task, "version": task.version, "description": task.description,
                  "source": task.source, "label_scheme": task.label_scheme,
                  "file": str(plan.task.file) if plan.task.file else None},
@@ -183,6 +185,8 @@ def report_markdown(m: Mapping[str, Any]) -> str:
             f"{reason} ({n})" for reason, n in m["abstention_reasons"].items())]
     if m["reasoning"]:
         lines += _reasoning_section(m["reasoning"])
+    if m.get("answers"):
+        lines += _answers_section(m["answers"])
     if m["notes"]:
         lines += ["", "## Notes", "", *[f"- {n}" for n in m["notes"]]]
     return "\n".join(lines) + "\n"
@@ -210,6 +214,20 @@ def _reasoning_section(r: Mapping[str, Any]) -> list[str]:
             f"{r['cot_s']:.3f} |", "",
             f"CoT-S = {r['alpha']:g} x Rec-S + {1 - r['alpha']:g} x Rea-S, as MME-Emotion. "
             + JUDGE_NOTE]
+
+
+def _answers_section(a: Mapping[str, Any]) -> list[str]:
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    return ["", "## The aggregator model's own answers", "",
+            "Before the fusion fallback: an answer that is not the answer JSON counts as wrong; "
+            "grounding is over every step it wrote, as the verifier judged them.", "",
+            "| answers | JSON valid | used | WAR | UAR | steps | grounding | hallucination rate "
+            "| Rea-S | s/answer |", "|---|---|---|---|---|---|---|---|---|---|",
+            f"| {a['n']} | {a['json_valid']:.3f} | {a['used']:.3f} | {a['war']:.3f} | "
+            f"{a['uar']:.3f} | {a['steps']} | {num(a['grounding'])} | "
+            f"{num(a['hallucination_rate'])} | {a['rea_s']:.3f} | {a['seconds_per_answer']:.2f} |"]
 
 
 def write_ablation(folder: Path, runs: Mapping[str, Mapping[str, Any]]) -> None:

@@ -170,7 +170,7 @@ def _run_into(folder: Path, plan: Plan, spec: PredictorSpec, revision: str, opti
 
     task = plan.task
     key = run_key({"task": task.name, "version": task.task.version, "source": task.task.source,
-                   "spec": spec.model_dump(), "revision": revision})
+                   "spec": _key_spec(spec), "revision": revision})
     cache = ResultCache.open(options.cache or default_folder(), task.name, key,
                              fresh=not options.resume)
     try:
@@ -189,6 +189,15 @@ def _run_into(folder: Path, plan: Plan, spec: PredictorSpec, revision: str, opti
     predictions = [done[k] for k in keys]
     metrics = write_outputs(folder, plan, predictions, info, command=options.command)
     return metrics, predictions
+
+
+def _key_spec(spec: PredictorSpec) -> dict[str, Any]:
+    """The spec as it keys the cache: without ``aggregator`` when it is the default (fusion),
+    so that results cached before that option existed are still found."""
+    dumped = spec.model_dump()
+    if dumped["options"].get("aggregator") == "fusion":
+        del dumped["options"]["aggregator"]
+    return dumped
 
 
 def _predict(todo: list[EvalItem], spec: PredictorSpec, predictor: Predictor | None,

@@ -228,15 +228,22 @@ class VoicePredictor(_Combined):
                               "drop --no-head or --no-retrieval")
         self.vectoriser = VoiceVectoriser()
         self.retrieval = _Retrieval("voice", o.k) if o.retrieval else None
+        self.refit = o.refit_head and self.head is not None
+        self._training: Any = None  # the head's training clips, loaded for the first refit
+        self._fold_heads: dict[frozenset[str], Any] = {}
         components = {"features": f"egemaps-v02 (opensmile {self.vectoriser.revision})"}
         if self.head is not None:
             manifest = self.head.manifest
             components["head"] = f"{manifest.name} {manifest.weights_sha256[:12]}"
+            if self.refit:
+                components["head"] += (" recipe, refitted per fold without the fold's test "
+                                       "groups (RAVDESS speech + TESS)")
         if self.retrieval is not None:
             components["retrieval"] = self.retrieval.component
         self.info = PredictorInfo(
             name="voice", revision=voice_revision(spec), components=components,
-            trained_on={"head": tuple(self.head.manifest.trained_on)} if self.head else {})
+            trained_on={"head": tuple(self.head.manifest.trained_on)}
+            if self.head and not self.refit else {})
 
     def predict(self, items: Sequence[EvalItem]) -> list[Prediction]:
         # Computed afresh, not through the feature cache, so that seconds_per_item is the cost
@@ -252,11 +259,30 @@ class VoicePredictor(_Combined):
                 raw[n] = vector
         model: list[Distribution | None] = [None] * len(items)
         if self.head is not None and ok.any():
-            rows = np.flatnonzero(ok)
-            for row, dist in zip(rows, self.head.distributions(raw[rows]), strict=True):
-                model[int(row)] = dist
+            by_fold: dict[frozenset[str], list[int]] = {}
+            for row in np.flatnonzero(ok):
+                by_fold.setdefault(items[row].held_out if self.refit else frozenset(),
+                                   []).append(int(row))
+            for held_out, rows in by_fold.items():
+                for row, dist in zip(rows, self._distributions(held_out, raw[rows]), strict=True):
+                    model[row] = dist
         reasons = [None if isinstance(v, np.ndarray) else v for v in found]
         return self._finish(items, model, raw, reasons)
+
+    def _distributions(self, held_out: frozenset[str], raw: np.ndarray) -> list[Distribution]:
+        """The shipped head's distributions, or with ``refit_head`` those of the head trained
+        by the shipped recipe without the ``held_out`` groups (one per fold, kept)."""
+        if not self.refit:
+            return self.head.distributions(raw)
+        if held_out not in self._fold_heads:
+            from affectgraph.agents.fusion_data import fold_voice_head
+            from affectgraph.heads.voice_training import VoiceHeadOptions, load_voice_data
+
+            options = VoiceHeadOptions()
+            if self._training is None:
+                self._training = load_voice_data(speeds=options.speeds)
+            self._fold_heads[held_out] = fold_voice_head(self._training, held_out, options)
+        return self._fold_heads[held_out].predict(raw)
 
     def _one(self, entry: EvalItem) -> np.ndarray | str:
         try:
@@ -296,7 +322,8 @@ def voice_revision(spec: PredictorSpec) -> str:
     if o.head is not False and not assets("heads", "voice", "weights.npz").is_file():
         raise missing_head("voice", "no weights.npz")
     return "+".join([f"opensmile-{_version('opensmile')}",
-                     f"head-{_head_revision('voice')}" if o.head is not False else "nohead",
+                     (f"head-{_head_revision('voice')}" + ("-refit" if o.refit_head else ""))
+                     if o.head is not False else "nohead",
                      f"lib-{_library_revision('voice')}-k{o.k}-w{o.retrieval_weight}"
                      if o.retrieval else "nolib"])
 
@@ -395,13 +422,27 @@ def text_revision(spec: PredictorSpec) -> str:
 class AvPredictor:
     """The analysis graph on each clip (:meth:`affectgraph.api.Analyzer.analyze`), read from its
     verdict: label or abstention, distribution, and the rationale steps as the verifier judged
-    them (grounded ones in ``rationale``, the others in ``rejected``)."""
+    them (grounded ones in ``rationale``, the others in ``rejected``).
+
+    With an MLLM aggregator (``options.aggregator``) the model is loaded once, up front, and
+    its raw answer to each clip is kept and judged (:mod:`affectgraph.evals.answers`), so the
+    model is measured on its own as well as through the graph's verdict (which falls back to
+    fusion when the answer is not usable)."""
 
     def __init__(self, spec: PredictorSpec, analyzer: Any = None) -> None:
+        from affectgraph.agents.mllm.aggregator import provide_mllm
+        from affectgraph.evals.answers import RecordingModel
+
         self.spec = spec
         self.analyzer = analyzer or _graph_analyzer(spec)
+        target = self.analyzer.options.mllm
+        self.recorder: RecordingModel | None = None
+        components = {"graph": "affectgraph analysis graph"}
+        if target is not None:
+            self.recorder = provide_mllm(self.analyzer.toolbox, target, wrap=RecordingModel)
+            components["aggregator"] = f"mllm ({target})"
         self.info = PredictorInfo(name="av", revision=_graph_revision(spec),
-                                  components={"graph": "affectgraph analysis graph"})
+                                  components=components)
 
     def predict(self, items: Sequence[EvalItem]) -> list[Prediction]:
         out = []
@@ -410,17 +451,35 @@ class AvPredictor:
             retrieval = options.retrieval.model_copy(
                 update={"exclude_groups": same_people(entry.held_out)})
             try:
-                verdict = self.analyzer.analyze(
-                    entry.item.path,
-                    options=options.model_copy(update={"retrieval": retrieval})).verdict
+                analysis = self.analyzer.analyze(
+                    entry.item.path, options=options.model_copy(update={"retrieval": retrieval}))
             except MediaError as exc:
+                if self.recorder is not None:
+                    self.recorder.take()
                 out.append(abstain(entry.id, f"unreadable: {exc}"))
                 continue
+            verdict = analysis.verdict
             steps = [*verdict.rationale, *verdict.rejected]
-            out.append(abstain(entry.id, verdict.abstention or "the graph abstained")
-                       if verdict.label is None
-                       else decide(entry.id, verdict.distribution, self.spec.labels, steps=steps))
+            prediction = (abstain(entry.id, verdict.abstention or "the graph abstained")
+                          if verdict.label is None
+                          else decide(entry.id, verdict.distribution, self.spec.labels,
+                                      steps=steps))
+            out.append(prediction.model_copy(update={"answer": self._answer(analysis)}))
         return out
+
+    def _answer(self, analysis: Any) -> Any:
+        """The MLLM's own answer to the clip, judged; ``None`` without an MLLM or when it was
+        not asked (a clip without evidence)."""
+        from affectgraph.evals.answers import judge_answer
+
+        texts = self.recorder.take() if self.recorder is not None else []
+        if not texts:
+            return None
+        verdict = analysis.verdict
+        used = (verdict.aggregator or "").startswith("mllm")
+        return judge_answer(texts[-1], analysis.evidence, analysis.exemplars, used=used,
+                            reason="" if used else (verdict.note or ""),
+                            seconds=analysis.seconds.get("mllm", 0.0))
 
 
 def same_people(groups: Sequence[str] | frozenset[str]) -> tuple[str, ...]:
@@ -435,12 +494,14 @@ def same_people(groups: Sequence[str] | frozenset[str]) -> tuple[str, ...]:
 
 
 def _graph_analyzer(spec: PredictorSpec) -> Any:
+    from affectgraph.agents.mllm.aggregator import parse_aggregator
     from affectgraph.api import Analyzer
     from affectgraph.graphs.context import AnalyzeOptions
 
     defaults = AnalyzeOptions()
     face = defaults.face.model_copy(update={"cropped": spec.options.face_cropped})
-    return Analyzer(AnalyzeOptions(face=face), threads=spec.options.threads)
+    mllm = parse_aggregator(spec.options.aggregator).target
+    return Analyzer(AnalyzeOptions(face=face, mllm=mllm), threads=spec.options.threads)
 
 
 def av_revision(spec: PredictorSpec) -> str:
@@ -450,8 +511,29 @@ def av_revision(spec: PredictorSpec) -> str:
 def _graph_revision(spec: PredictorSpec) -> str:
     import affectgraph
 
-    return "+".join([f"affectgraph-{affectgraph.__version__}", face_revision(spec),
-                     f"voicehead-{_head_revision('voice')}", text_revision(spec)])
+    parts = [f"affectgraph-{affectgraph.__version__}", face_revision(spec),
+             f"voicehead-{_head_revision('voice')}", text_revision(spec)]
+    aggregator = aggregator_revision(spec.options.aggregator)
+    return "+".join(parts + ([aggregator] if aggregator else []))
+
+
+def aggregator_revision(spelling: str) -> str | None:
+    """What identifies the aggregator's model: ``None`` for fusion (so the revisions of runs
+    made before the option existed still hold), the base model for the zero-shot baseline, the
+    hash of the adapter and connector weights of a tuned MLLM."""
+    from affectgraph.agents.mllm.aggregator import parse_aggregator
+
+    choice = parse_aggregator(spelling)
+    if choice.kind == "fusion" or choice.target is None:
+        return None
+    if choice.kind == "zero-shot":
+        from affectgraph.agents.mllm.zero_shot import BASE
+
+        return f"zero-shot-{BASE}-prefilled"
+    folder = Path(choice.target)
+    weights = [folder / "adapter" / "adapter_model.safetensors", folder / "connectors.pt"]
+    digest = hashlib.sha256(b"".join(_sha_of(w).encode() for w in weights)).hexdigest()
+    return f"mllm-{digest[:12]}"
 
 
 _BUILDERS: dict[str, Callable[[PredictorSpec], Predictor]] = {

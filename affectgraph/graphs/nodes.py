@@ -341,11 +341,11 @@ def _decide(state: AnalysisState, ctx: AnalysisContext, evidence: Sequence[Evide
 def _mllm_verdict(evidence: Sequence[Evidence], exemplars: Sequence[Any], ctx: AnalysisContext,
                   fusion: Any) -> Any:
     """The fine-tuned multimodal LLM's verdict, or the fusion one with the reason."""
+    from affectgraph.agents.mllm.aggregator import load_mllm
     from affectgraph.agents.mllm.infer import mllm_verdict
-    from affectgraph.agents.mllm.model import AffectMLLM
 
     folder = ctx.options.mllm
-    model, manifest = ctx.toolbox.get(("mllm", folder), lambda: AffectMLLM.load(folder))
+    model, manifest = ctx.toolbox.get(("mllm", folder), lambda: load_mllm(folder))
     embed = None
     if manifest.data.get("text_embeddings"):
         embed = evidence_vectoriser("text", ctx).embed.embed  # the MiniLM the text head uses
