@@ -152,7 +152,8 @@ def test_what_emotion_gives_the_verdict_with_its_strongest_cited_evidence(clip: 
     answer = answer_offline("What emotion is it?", clip)
     assert clip.verdict is not None and clip.verdict.label == "happy"
     assert answer.intent == "emotion" and answer.answerer == "offline"
-    assert answer.text.startswith("The clip reads as happy over 0.0-3.2 s (confidence 0.56")
+    assert answer.text.startswith("The clip reads as happy over 0.0-3.2 s "
+                                  f"(confidence {clip.verdict.confidence:.2f}")
     assert_well_cited(answer, clip)
     assert answer.steps[0].claim == clip.verdict.rationale[0].claim  # the strongest step
 
@@ -169,7 +170,8 @@ def test_why_lists_every_verified_step_of_the_verdict(clip: Analysis) -> None:
     answer = answer_offline("why?", clip)
     assert clip.verdict is not None
     assert [s.claim for s in answer.steps] == [s.claim for s in clip.verdict.rationale]
-    assert answer.text.startswith("The verdict is happy (confidence 0.56) because:")
+    assert answer.text.startswith(
+        f"The verdict is happy (confidence {clip.verdict.confidence:.2f}) because:")
     assert_well_cited(answer, clip)
 
 
