@@ -6,7 +6,9 @@ Prints:
 2. real-time factor (processing seconds / media seconds) and peak RSS of whole analyses of long
    inputs built here: the RAVDESS speech wavs concatenated to N minutes (audio only), and the
    RAVDESS audio-visual clips remuxed end to end to N minutes (H.264 720p30 + AAC, with video).
-   Each long run happens in a fresh process so its peak RSS is its own.
+   Each long run happens in a fresh process so its peak RSS is its own. With several lengths,
+   the last lines give each input's peak RSS at the longest length against the shortest (memory
+   is meant to be bounded: at most +10 %).
 
     python benchmarks/analyze_speed.py                  # 3 and 30 minutes
     python benchmarks/analyze_speed.py --minutes 3      # quicker
@@ -85,7 +87,7 @@ def build_av_mp4(minutes: float, out: Path) -> Path:
                     for packet in source.demux(source.streams.video[0], source.streams.audio[0]):
                         if packet.dts is None:
                             continue
-                        shift = int(round(offset / packet.time_base))
+                        shift = round(offset / packet.time_base)
                         packet.pts += shift
                         packet.dts += shift
                         length = max(length, float((packet.pts - shift + packet.duration)
@@ -127,14 +129,22 @@ def main() -> None:
     args = parser.parse_args()
     if not args.skip_latency:
         warm_latency()
+    peaks: dict[str, dict[float, float]] = {"audio only": {}, "with video": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in args.minutes:
             wav = build_speech_wav(minutes, Path(tmp) / f"speech-{minutes:g}min.wav")
-            run_long(wav, f"audio only, {minutes:g} min")
+            peaks["audio only"][minutes] = run_long(wav, f"audio only, {minutes:g} min")["rss_mb"]
             wav.unlink()
             mp4 = build_av_mp4(minutes, Path(tmp) / f"av-{minutes:g}min.mp4")
-            run_long(mp4, f"with video (720p30), {minutes:g} min")
+            peaks["with video"][minutes] = run_long(
+                mp4, f"with video (720p30), {minutes:g} min")["rss_mb"]
             mp4.unlink()
+    for kind, by_length in peaks.items():
+        short, long = min(by_length), max(by_length)
+        if long > short:
+            growth = by_length[long] / by_length[short] - 1
+            print(f"{kind}: peak RSS {by_length[long]:.0f} MB at {long:g} min against "
+                  f"{by_length[short]:.0f} MB at {short:g} min: {growth:+.1%}")
 
 
 if __name__ == "__main__":

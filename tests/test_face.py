@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+import weakref
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +18,8 @@ from pydantic import ValidationError
 from affectgraph.errors import ConfigError, ModelUnavailable
 from affectgraph.evidence import FaceEvidence
 from affectgraph.labels import LABELS
-from affectgraph.media import iter_frames
+from affectgraph.media import Frame, iter_frames
+from affectgraph.tools import face
 from affectgraph.tools.blazeface import ssd_anchors
 from affectgraph.tools.face import FaceModel, FaceOptions, analyze_face
 
@@ -150,6 +155,27 @@ def test_black_video_gives_one_no_face_record(model: FaceModel, tmp_path: Path) 
     )
     assert record.span.start == 0 and record.span.end == pytest.approx(2.0, abs=0.1)
     assert record.model.name == "blazeface-short+blazeface-full"
+
+
+def test_a_long_run_without_a_face_keeps_no_frames(model: FaceModel, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # The frames of a run without a face are counted, not kept until a face appears: ten minutes
+    # of a video without one would otherwise hold ~3,000 decoded frames.
+    alive: list[int] = []
+
+    def watched(*args: Any, **kwargs: Any) -> Iterator[Frame]:
+        seen: list[weakref.ref] = []
+        for frame in iter_frames(*args, **kwargs):
+            gc.collect()
+            alive.append(sum(ref() is not None for ref in seen))
+            seen.append(weakref.ref(frame.image))
+            yield frame
+
+    monkeypatch.setattr(face, "iter_frames", watched)
+    clip = write_video(tmp_path / "black.mp4", seconds=6.0, tone_hz=None)
+    (record,) = analyze_face(clip, model=model)
+    assert record.frames == 30 and not record.decided
+    assert len(alive) == 30 and max(alive) <= 1
 
 
 def test_face_gap_splits_runs_and_tracks(model: FaceModel, ravdess_clip: Path,

@@ -13,10 +13,11 @@ from pydantic import ValidationError
 
 from affectgraph import media
 from affectgraph.errors import ConfigError, InputError, ModelUnavailable
-from affectgraph.evidence import TimeSpan, TranscriptEvidence, Turn
+from affectgraph.evidence import TimeSpan, TranscriptEvidence, Turn, normalise
 from affectgraph.tools.asr import TranscriptModel
 from affectgraph.tools.text_emotion import NadeTextEmotion
 from affectgraph.tools.transcript import (
+    EMOTION_BATCH,
     TranscriptOptions,
     analyze_transcript,
     plan_windows,
@@ -252,6 +253,34 @@ def test_given_transcripts_replace_recognition(tmp_path: Path, nade: NadeTextEmo
                                      options=TranscriptOptions(language="en"))
     assert (record.span.start, record.span.end, record.label, record.language) == (
         0.0, 3.3, "angry", "en")
+
+
+class _CountingEmotion:
+    """A text emotion model whose "happy" score is the number ending each text; records calls."""
+
+    name, revision = "counting", "0"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, float] | None]:
+        self.calls.append(len(texts))
+        return [normalise({"happy": float(t.split()[-1]), "sad": 1.0}) for t in texts]
+
+
+def test_text_emotion_runs_in_bounded_batches(tmp_path: Path) -> None:
+    # A long recording's segments reach the text emotion model EMOTION_BATCH at a time (its
+    # memory grows with the batch), and each record still gets the distribution of its own text.
+    cues = "".join(f"00:{i // 60:02d}:{i % 60:02d}.000 --> 00:{i // 60:02d}:{i % 60:02d}.900\n"
+                   f"line {i}\n\n" for i in range(2 * EMOTION_BATCH + 6))
+    vtt = tmp_path / "long.vtt"
+    vtt.write_text("WEBVTT\n\n" + cues)
+    emotion = _CountingEmotion()
+    records = transcript_from_file(vtt, duration=100.0, text_emotion=emotion)
+    assert emotion.calls == [EMOTION_BATCH, EMOTION_BATCH, 6]
+    assert [r.id for r in records] == [f"text:{i}" for i in range(len(records))]
+    assert [r.distribution["happy"] for r in records] == pytest.approx(
+        [i / (i + 1) for i in range(len(records))])
 
 
 def test_plan_windows_groups_consecutive_turns_per_channel() -> None:

@@ -18,7 +18,9 @@ citation at all. Edge cases use records built by hand.
 from __future__ import annotations
 
 import math
+import random
 import time
+import tracemalloc
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -762,6 +764,37 @@ def test_hand_built_false_claims_are_rejected(claim: str, cites: tuple[str, ...]
     step = _checked(claim, cites)
     assert step.grounded is False, f"{claim!r} passed"
     assert why in (step.check or ""), step.check
+
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_difference_matches_when_two_values_differ_by_it(seed: int) -> None:
+    # Differences between turns are found by search, not listed: the same answers as every pair.
+    rng = random.Random(seed)
+    values = sorted(rng.uniform(0, 20) for _ in range(12))
+    verifier = Verifier([])
+    numbers = [rng.uniform(0, 25) for _ in range(300)] + [values[5] - values[2], 0.0]
+    for number in numbers:
+        every_pair = any(verifier._close(number, abs(a - b), "st")
+                         for i, a in enumerate(values) for b in values[i + 1:])
+        assert verifier._differ_by(number, values) == every_pair, number
+
+
+def test_differences_over_a_long_call_stay_small() -> None:
+    # 600 turns: their 180,000 pairwise pitch differences are not listed (they took 80 MB).
+    turns = [_voice(i, {"angry": 6, "neutral": 4}, 2.0 * i, 150.0 + (i % 50), 4.0 + i % 7)
+             for i in range(600)]
+    verifier = Verifier(turns)
+    tracemalloc.start()
+    try:
+        rose = verifier.check(RationaleStep(claim="the mean pitch rose by 40 Hz [voice:0-599]"))
+        wide = verifier.check(RationaleStep(claim="the mean pitch rose by 90 Hz [voice:0-599]"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rose.grounded, rose.why
+    assert not wide.grounded and "'90 hz' does not match" in wide.why
+    assert peak < 10 * 2**20
 
 
 def test_unknown_ids_name_what_exists() -> None:

@@ -39,6 +39,7 @@ from affectgraph.evidence import (
     evidence_id,
     top,
 )
+from affectgraph.memory import release_free_memory
 from affectgraph.segments import channel_order, turn_signal
 from affectgraph.tools.asr import AsrResult, Backend, TranscriptModel
 from affectgraph.tools.subtitles import Cue, read_transcript
@@ -48,6 +49,9 @@ __all__ = ["TranscriptModel", "TranscriptOptions", "analyze_transcript", "transc
 
 SPECIALIST = "transcript"
 _NO_WORDS = "no words"
+# Texts per text-emotion call. MiniLM's activations grow with the batch: a 30-minute recording's
+# ~400 segments in one call (MiniLM batches of 256) added ~100 MB at the end of its analysis.
+EMOTION_BATCH = 32
 
 
 class TranscriptOptions(BaseModel):
@@ -187,6 +191,7 @@ def analyze_transcript(
     long = [w for w in windows if w.speech >= options.min_speech]
     for window, signal in _window_audio(path, long):
         records += _recognise(window, signal, model, options)
+        release_free_memory()  # what the recogniser freed, so it does not pile up window by window
         done = max(done, window.speech_span.end)
         if progress is not None:
             progress(done)
@@ -274,10 +279,12 @@ def _record(span: TimeSpan, ref: ModelRef, window: Window, **values) -> Transcri
 
 def _finish(records: list[TranscriptEvidence],
             emotion: TextEmotionModel) -> list[TranscriptEvidence]:
-    """Order records in time, number them and add the text emotion of those with words."""
+    """Order records in time, number them and add the text emotion of those with words
+    (``EMOTION_BATCH`` texts per call, so memory does not grow with the number of records)."""
     records = sorted(records, key=lambda r: (r.span.start, r.span.end, channel_order(r.channel)))
     texts = [r.text if r.reason is None else "" for r in records]
-    distributions = emotion.predict(texts)
+    distributions = [d for i in range(0, len(texts), EMOTION_BATCH)
+                     for d in emotion.predict(texts[i : i + EMOTION_BATCH])]
     out = []
     for index, (record, distribution) in enumerate(zip(records, distributions, strict=True)):
         update: dict = {"id": evidence_id("text", index)}
