@@ -49,9 +49,13 @@ def _sentence(clip: Path) -> str:
 
 
 def _wer(records: Sequence[TranscriptEvidence], truth: str) -> float:
+    return _wer_text(" ".join(r.text for r in records), truth)
+
+
+def _wer_text(said: str, truth: str) -> float:
     import jiwer
 
-    said = " ".join(r.text for r in records).lower()
+    said = said.lower()
     said = " ".join(said.translate(str.maketrans("", "", string.punctuation)).split())
     return jiwer.wer(truth, said)
 
@@ -95,6 +99,29 @@ def test_ravdess_speech_is_recognised(data_dir: Path, clip: str, base: Transcrip
     assert all(r.distribution is not None and r.confidence == max(r.distribution.values())
                for r in records)
     _check(records, turn.span.end)
+
+
+def test_language_detection_and_decoding_share_one_encoder_pass(
+        data_dir: Path, base: TranscriptModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    from faster_whisper import WhisperModel
+
+    passes: list[int] = []
+    encode = WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode",
+                        lambda self, features: passes.append(1) or encode(self, features))
+    clip = data_dir / "ravdess_av/mp4/01-01-03-01-01-02-05.mp4"
+    audio = media.read_audio(clip, mono=True)[0]
+    detected = base.transcribe(audio)
+    assert (detected.language, len(passes)) == ("en", 1)
+    given = base.transcribe(audio, language="en")
+    assert len(passes) == 2
+    assert [s.text for s in detected.segments] == [s.text for s in given.segments]
+    assert _wer_text(" ".join(s.text for s in detected.segments), _sentence(clip)) <= 0.15
+    # Beyond 30 s, the second stretch is encoded on its own; the first still only once.
+    long = np.concatenate([audio, np.zeros(28 * media.SAMPLE_RATE, np.float32), audio])
+    passes.clear()
+    twice = base.transcribe(long)
+    assert len(passes) == 2 and len(twice.segments) == 2
 
 
 def test_tiny_en_loaded_from_options(speech_wav: Path) -> None:

@@ -15,9 +15,11 @@ with word times in seconds from the start of that audio.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,30 +183,73 @@ def _words(raw: Any, key: str = "word") -> tuple[Word, ...]:
 
 
 class _FasterWhisper:
-    """faster-whisper's ``WhisperModel``, int8 on the CPU."""
+    """faster-whisper's ``WhisperModel``, int8 on the CPU, one call at a time."""
 
     def __init__(self, folder: Path, threads: int) -> None:
-        from faster_whisper import WhisperModel
-
         try:
-            self.model = WhisperModel(str(folder), device="cpu", compute_type="int8",
-                                      cpu_threads=threads, local_files_only=True)
+            self.model = _encode_once_model()(str(folder), device="cpu", compute_type="int8",
+                                              cpu_threads=threads, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelUnavailable(f"{folder}: faster-whisper could not load it ({exc})") from None
         self.languages = tuple(self.model.supported_languages)
+        self.lock = threading.Lock()  # the model keeps one call's encoder output (see below)
 
     def transcribe(self, audio: np.ndarray, language: str | None, beam_size: int,
                    word_timestamps: bool, temperatures: tuple[float, ...]) -> AsrResult:
-        # No conditioning on earlier text: a repeated phrase then cannot loop through a long turn.
-        segments, info = self.model.transcribe(
-            audio, language=language, beam_size=beam_size, word_timestamps=word_timestamps,
-            condition_on_previous_text=False, vad_filter=False, temperature=list(temperatures),
-        )
-        return AsrResult(info.language, tuple(
-            AsrSegment(float(s.start), float(s.end), s.text.strip(),
-                       _words([vars(w) for w in s.words or ()]), float(s.avg_logprob))
-            for s in segments
-        ))
+        with self.lock:
+            # No conditioning on earlier text: a repeated phrase then cannot loop through a turn.
+            segments, info = self.model.transcribe(
+                audio, language=language, beam_size=beam_size, word_timestamps=word_timestamps,
+                condition_on_previous_text=False, vad_filter=False, temperature=list(temperatures),
+            )
+            return AsrResult(info.language, tuple(
+                AsrSegment(float(s.start), float(s.end), s.text.strip(),
+                           _words([vars(w) for w in s.words or ()]), float(s.avg_logprob))
+                for s in segments
+            ))
+
+
+@functools.cache
+def _encode_once_model() -> type:
+    """``WhisperModel`` that encodes the first 30 s once when it also detects the language.
+
+    With ``language=None``, faster-whisper encodes the first 30 s to detect the language and
+    then again to decode them (0.45 s each for base on two threads: two thirds of a short clip's
+    recognition). This subclass keeps the detection's encoder output and hands it to the
+    decoding of the first 30 s. The two inputs differ only in the frame past the audio's end
+    (the detection sees the feature extractor's padding frame, the decoding zeros), so the text
+    is the same. Not thread-safe: :class:`_FasterWhisper` makes one call at a time.
+    """
+    from faster_whisper import WhisperModel
+
+    class EncodeOnce(WhisperModel):  # type: ignore[misc]
+        _first: Any = None  # the detection's first encoder output, until decoding takes it
+        _detecting = False
+
+        def transcribe(self, *args: Any, **kwargs: Any) -> Any:
+            self._first = None  # never one left by a call that failed before decoding
+            return super().transcribe(*args, **kwargs)
+
+        def encode(self, features: np.ndarray) -> Any:
+            output = super().encode(features)
+            if self._detecting and self._first is None:
+                self._first = output
+            return output
+
+        def detect_language(self, *args: Any, **kwargs: Any) -> Any:
+            self._first, self._detecting = None, True
+            try:
+                return super().detect_language(*args, **kwargs)
+            finally:
+                self._detecting = False
+
+        def generate_segments(self, features: np.ndarray, tokenizer: Any, options: Any,
+                              log_progress: Any, encoder_output: Any = None) -> Any:
+            first, self._first = self._first, None
+            return super().generate_segments(features, tokenizer, options, log_progress,
+                                             first if encoder_output is None else encoder_output)
+
+    return EncodeOnce
 
 
 class _OpenAIWhisper:
