@@ -118,11 +118,14 @@ def analyze(
 
         err.print(f"report written to {write_report(result, report)}")
     if json_out is not None:
-        text = result.model_dump_json(indent=2)
         if str(json_out) == "-":
-            sys.stdout.write(text + "\n")
+            result.write_json(sys.stdout)
+            sys.stdout.write("\n")
         else:
-            json_out.write_text(text)
+            partial = json_out.with_name(json_out.name + ".part")  # never half a file at OUT
+            with partial.open("w") as fh:
+                result.write_json(fh)
+            partial.replace(json_out)
             err.print(f"evidence written to {json_out}")
     if not quiet and not stream and str(json_out) != "-":
         render(result, Console())

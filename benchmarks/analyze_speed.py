@@ -111,7 +111,8 @@ def run_long(path: Path, label: str) -> dict:
         "s = time.perf_counter() - t\n"
         "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "print(json.dumps({'duration': r.media.duration, 'seconds': s, 'rss_mb': rss,"
-        " 'failures': r.failures, 'evidence': len(r.evidence)}))\n"
+        " 'failures': r.failures, 'evidence': len(r.evidence),"
+        " 'stages': r.seconds}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -119,6 +120,8 @@ def run_long(path: Path, label: str) -> dict:
     print(f"{label}: {result['duration'] / 60:.1f} min in {result['seconds']:.0f} s -> real-time "
           f"factor {rtf:.3f}; peak RSS {result['rss_mb']:.0f} MB; {result['evidence']} evidence "
           f"records; failures {result['failures'] or 'none'}")
+    stages = sorted(result["stages"].items(), key=lambda kv: -kv[1])
+    print("  seconds per graph node (the specialists overlap): " + ", ".join(f"{k} {v:.1f}" for k, v in stages))
     return result
 
 

@@ -23,6 +23,7 @@ def test_analyze_prints_a_summary_and_writes_json(ravdess_clip: Path, tmp_path: 
         assert heading in result.stdout
     assert "kids are talking by" in result.stdout.lower()
     data = json.loads(out.read_text())
+    assert list(tmp_path.iterdir()) == [out]  # the partial file was renamed, not left beside it
     assert data["media"]["kind"] == "video"
     assert {e["modality"] for e in data["evidence"]} == {"face", "voice", "text"}
 

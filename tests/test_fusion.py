@@ -130,6 +130,25 @@ def test_aggregating_real_evidence_gives_a_fully_grounded_verdict(
     assert "face" in first.lower() and "[face:" in first  # strongest evidence first
 
 
+def test_pooling_a_stretch_sees_exactly_the_records_overlapping_it(reference: Analysis) -> None:
+    from affectgraph.agents.signals import Pooler, _weight, votes_of
+    from affectgraph.evidence import TimeSpan
+
+    votes = votes_of(reference.exemplars)
+    pooler = Pooler(reference.evidence, votes)
+    rng = random.Random(0)
+    end = reference.media.duration
+    spans = [TimeSpan(start=0.0, end=end), TimeSpan(start=end, end=end)] + [
+        TimeSpan(start=a, end=b) for a, b in
+        (sorted((rng.uniform(0, end + 1), rng.uniform(0, end + 1))) for _ in range(200))]
+    for span in spans:
+        everyone = [r for r in reference.evidence if _weight(r, span) > 0]
+        pooled = pooler.pool(span)
+        assert sorted(i for p in pooled.values() for i in p.records) == sorted(
+            r.id for r in everyone if r.distribution)
+        assert pooled == Pooler(everyone, votes).pool(span)  # same signals, same order
+
+
 def test_conflicts_between_modalities_are_named(reference: Analysis) -> None:
     model = FusionModel(params())
     verdict = aggregate(reference.evidence, reference.exemplars, reference.turns,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from affectgraph.agents.fusion import Fused, FusionModel, valence_arousal
 from affectgraph.agents.rationale import NOUN, build_rationale
-from affectgraph.agents.signals import Pooled, pool, votes_of
+from affectgraph.agents.signals import Pooled, Pooler, pool, votes_of
 from affectgraph.evidence import TimeSpan, Turn
 from affectgraph.labels import LABELS
 from affectgraph.verdict import Exemplar, TimelineEntry, Verdict, compact_ids
@@ -79,9 +79,10 @@ def timeline(evidence: Sequence[object], votes: Mapping[str, dict[str, float]],
     spans = sorted({t.span for t in turns}, key=lambda s: (s.start, s.end)) or [
         TimeSpan(start=t, end=min(duration, t + window))
         for t in _steps(0.0, duration, window)]
+    pooler = Pooler(evidence, votes)
     out = []
     for span in spans:
-        pooled = pool(evidence, votes, span)
+        pooled = pooler.pool(span)
         fused = model.fuse({m: p.signals for m, p in pooled.items()})
         if fused is None:
             continue
