@@ -90,7 +90,8 @@ def read_manifest(
             continue
         assert item is not None
         if item.id in seen:
-            problems.append(f"line {line}: duplicate id {item.id!r} (first on line {seen[item.id]})")
+            problems.append(
+                f"line {line}: duplicate id {item.id!r} (first on line {seen[item.id]})")
             continue
         seen[item.id] = line
         items.append(item)
@@ -256,7 +257,8 @@ DATASETS: dict[str, Callable[[Path], list[Item]]] = {
 }
 
 
-def load_dataset(name: str, *, root: str | Path | None = None, split: str | None = None) -> list[Item]:
+def load_dataset(name: str, *, root: str | Path | None = None,
+                 split: str | None = None) -> list[Item]:
     """The items of a bundled data set (``ravdess_speech``, ``meld``, ...), optionally one split."""
     if name not in DATASETS:
         raise unknown_name("data set", name, DATASETS)

@@ -78,7 +78,7 @@ def normalise(scores: Mapping[str, float]) -> dict[str, float]:
     total = sum(values)
     if total <= 0 or not math.isfinite(total):
         return {label: 1.0 / len(LABELS) for label in LABELS}
-    return {label: v / total for label, v in zip(LABELS, values)}
+    return {label: v / total for label, v in zip(LABELS, values, strict=True)}
 
 
 Distribution = dict[str, float]
@@ -236,7 +236,8 @@ class TranscriptEvidence(_Evidence):
     speaker: str | None = None
 
 
-Evidence = Annotated[FaceEvidence | VoiceEvidence | TranscriptEvidence, Field(discriminator="modality")]
+Evidence = Annotated[FaceEvidence | VoiceEvidence | TranscriptEvidence,
+                     Field(discriminator="modality")]
 EVIDENCE_TYPES = {"face": FaceEvidence, "voice": VoiceEvidence, "text": TranscriptEvidence}
 
 

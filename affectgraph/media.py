@@ -22,7 +22,8 @@ from affectgraph.errors import MediaError
 
 SAMPLE_RATE = 16_000
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-_FIX_CORRUPT = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`, or check the download"
+_FIX_CORRUPT = ("re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`, "
+                "or check the download")
 
 
 class MediaInfo(BaseModel):
@@ -119,7 +120,8 @@ def probe(path: str | Path) -> MediaInfo:
         if not is_image and not duration > 0:
             raise MediaError(file, "has zero duration: no frames or samples to analyse")
         if video is not None and video.codec_context.width == 0:
-            raise MediaError(file, "video stream has no picture size (corrupt header)", _FIX_CORRUPT)
+            raise MediaError(file, "video stream has no picture size (corrupt header)",
+                             _FIX_CORRUPT)
         kind: Literal["video", "audio", "image"] = (
             "image" if is_image else "video" if video is not None else "audio"
         )

@@ -121,7 +121,8 @@ def run_long(path: Path, label: str) -> dict:
           f"factor {rtf:.3f}; peak RSS {result['rss_mb']:.0f} MB; {result['evidence']} evidence "
           f"records; failures {result['failures'] or 'none'}")
     stages = sorted(result["stages"].items(), key=lambda kv: -kv[1])
-    print("  seconds per graph node (the specialists overlap): " + ", ".join(f"{k} {v:.1f}" for k, v in stages))
+    print("  seconds per graph node (the specialists overlap): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in stages))
     return result
 
 

@@ -107,7 +107,7 @@ def test_unreadable_files_raise_media_error(analyzer: Analyzer, tmp_path: Path,
                                             content: bytes) -> None:
     path = tmp_path / "clip.mp4"
     path.write_bytes(content)
-    with pytest.raises(MediaError, match="clip.mp4"):
+    with pytest.raises(MediaError, match=r"clip\.mp4"):
         analyzer.analyze(path)
 
 

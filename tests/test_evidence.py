@@ -95,7 +95,8 @@ def test_renumber_orders_by_time_per_modality() -> None:
 def test_timespan_geometry() -> None:
     a, b = TimeSpan(start=1, end=3), TimeSpan(start=2, end=5)
     assert a.overlap(b) == 1 and a.duration == 2 and a.contains(3.05, tolerance=0.1)
-    assert Box(x=0, y=0, width=2, height=2).iou(Box(x=1, y=0, width=2, height=2)) == pytest.approx(1 / 3)
+    overlap = Box(x=0, y=0, width=2, height=2).iou(Box(x=1, y=0, width=2, height=2))
+    assert overlap == pytest.approx(1 / 3)
 
 
 def test_label_maps() -> None:

@@ -26,7 +26,8 @@ def test_probe_wav_and_image(speech_wav: Path, face_photo: Path) -> None:
     wav = media.probe(speech_wav)
     assert wav.kind == "audio" and wav.audio_sample_rate == 48_000 and wav.audio_channels == 1
     image = media.probe(face_photo)
-    assert image.kind == "image" and image.duration == 0 and (image.width, image.height) == (350, 350)
+    assert image.kind == "image" and image.duration == 0
+    assert (image.width, image.height) == (350, 350)
 
 
 def test_frames_sampled_at_rate(ravdess_clip: Path) -> None:

@@ -71,7 +71,7 @@ def test_explicit_path_and_environment_variable_win(registry: ModelRegistry, tmp
     assert registry.resolve(FER) == mine
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ModelUnavailable, match="lacks emotion_model_quantized.tflite"):
+    with pytest.raises(ModelUnavailable, match=r"lacks emotion_model_quantized\.tflite"):
         registry.resolve(FER, empty)
 
 

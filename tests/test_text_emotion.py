@@ -91,5 +91,6 @@ def test_registry_loads_plugged_models_and_names_the_valid_ones(
     model = load_text_emotion("always-sad")
     assert isinstance(model, TextEmotionModel)
     assert model.predict(["anything", ""]) == [normalise({"sad": 1.0}), None]
-    with pytest.raises(ConfigError, match=r"did you mean 'nade'\?.*Valid: always-sad, minilm-head, nade"):
+    with pytest.raises(ConfigError,
+                       match=r"did you mean 'nade'\?.*Valid: always-sad, minilm-head, nade"):
         load_text_emotion("nad")

@@ -88,7 +88,8 @@ def train_final(rows: Sequence[HeldOut], *, trained_on: dict[str, str] | None = 
                                        "ece": round(report.ece, 4)}
     if speech is not None:
         metrics |= {f"ravdess_speech_{k}": round(v, 4) for k, v in (
-            ("fusion_war", speech.scores["fusion"].war), ("fusion_uar", speech.scores["fusion"].uar),
+            ("fusion_war", speech.scores["fusion"].war),
+            ("fusion_uar", speech.scores["fusion"].uar),
             ("fusion_macro_f1", speech.scores["fusion"].macro_f1))}
     params = params.model_copy(update={"abstain_below": report.threshold, "metrics": metrics,
                                        "trained_on": trained_on or {}, "notes": notes})

@@ -15,7 +15,8 @@ def merge(left: dict[str, str] | None, right: dict[str, str] | None) -> dict[str
     return {**(left or {}), **(right or {})}
 
 
-def merge_seconds(left: dict[str, float] | None, right: dict[str, float] | None) -> dict[str, float]:
+def merge_seconds(left: dict[str, float] | None,
+                  right: dict[str, float] | None) -> dict[str, float]:
     return {**(left or {}), **(right or {})}
 
 

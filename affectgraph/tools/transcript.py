@@ -68,7 +68,7 @@ class TranscriptOptions(BaseModel):
     them (voice activity often starts a turn after a word's onset: a shouted "Kids" in RAVDESS
     was lost without it); windows with less than ``min_speech`` of speech are not recognised
     and get a reason. ``threads``: CPU threads of the recogniser (2 by default: Whisper
-    dominates a clip's latency, 1.7 s on one thread against 1.0 s on two for a 3.2 s RAVDESS
+    dominates a clip's latency, 1.1 s on one thread against 0.7 s on two for a 3.2 s RAVDESS
     clip, and it runs beside the other specialists); ``text_emotion`` names a model registered in
     :func:`~affectgraph.tools.text_emotion.text_emotion_loaders` (entry points).
     """
