@@ -179,14 +179,14 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _media_set(name: str, scheme: str, speaker: Callable[[dict[str, str], Path], str | None],
-               keep_unmapped: bool = False) -> Callable[[Path], list[Item]]:
+def _media_set(name: str, scheme: str, speaker: Callable[[dict[str, str], Path], str | None]
+               ) -> Callable[[Path], list[Item]]:
     def load(root: Path) -> list[Item]:
         folder = root / name
         items = []
         for row in _csv_rows(folder / "labels.csv"):
             label = SCHEMES[scheme][row["emotion"].lower()]
-            if label is None and not keep_unmapped:
+            if label is None:  # an emotion outside the seven canonical ones
                 continue
             rel = Path(row["path"])
             items.append(Item(id=f"{name}/{rel.stem}", label=label, dataset=name,

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from affectgraph.agents.fusion import FusionModel
 from affectgraph.agents.fusion_data import HeldOut
@@ -35,6 +36,15 @@ from affectgraph.evals.metrics import Scores, score
 from affectgraph.labels import LABELS
 
 AV_ACTOR = "05"
+
+
+class _Where(TypedDict, total=False):
+    """Which held-out samples a comparison scores (the filters of
+    :func:`~affectgraph.agents.fusion_training.scores_by`)."""
+
+    kind: str
+    dataset: str
+    modalities: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -58,16 +68,16 @@ def table_report(rows: Sequence[HeldOut], fitted: CrossFit | None = None) -> Tab
     """Cross-fitted fusion on the table, against each single source."""
     fitted = fitted or cross_fit(make_samples(rows))
     threshold = choose_threshold(fitted)
-    groups = [
-        ("RAVDESS speech clips (voice + words)", dict(kind="real", dataset="ravdess_speech")),
-        ("TESS clips (voice + words)", dict(kind="real", dataset="tess")),
-        ("RAVDESS speech clips, voice alone", dict(kind="single", dataset="ravdess_speech",
-                                                   modalities=frozenset({"voice"}))),
-        ("MELD dev (text)", dict(kind="single", dataset="meld")),
-        ("EmoryNLP dev (text)", dict(kind="single", dataset="emorynlp")),
-        ("faces_web (face)", dict(kind="single", dataset="faces_web")),
-        ("FER2013 (face)", dict(kind="single", dataset="faces_fer2013")),
-        ("pseudo-multimodal (speech + face)", dict(kind="pseudo", dataset="ravdess_speech")),
+    groups: list[tuple[str, _Where]] = [
+        ("RAVDESS speech clips (voice + words)", {"kind": "real", "dataset": "ravdess_speech"}),
+        ("TESS clips (voice + words)", {"kind": "real", "dataset": "tess"}),
+        ("RAVDESS speech clips, voice alone", {"kind": "single", "dataset": "ravdess_speech",
+                                               "modalities": frozenset({"voice"})}),
+        ("MELD dev (text)", {"kind": "single", "dataset": "meld"}),
+        ("EmoryNLP dev (text)", {"kind": "single", "dataset": "emorynlp"}),
+        ("faces_web (face)", {"kind": "single", "dataset": "faces_web"}),
+        ("FER2013 (face)", {"kind": "single", "dataset": "faces_fer2013"}),
+        ("pseudo-multimodal (speech + face)", {"kind": "pseudo", "dataset": "ravdess_speech"}),
     ]
     comparisons = [Comparison(name, found) for name, where in groups
                    if (found := scores_by(fitted, **where))]
@@ -149,6 +159,7 @@ def av_report(rows: Sequence[HeldOut], data: Path | None = None,
         analyzer.toolbox.provide(("voice-head", None), head)
         for item in load_dataset("ravdess_av", root=data):
             progress(f"analysing {item.id}")
+            assert item.path is not None  # every item of a media data set has its file
             analysis = analyzer.analyze(item.path)
             verdict = analysis.verdict
             assert verdict is not None

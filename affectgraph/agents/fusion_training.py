@@ -69,7 +69,7 @@ def make_samples(rows: Sequence[HeldOut], *, seed: int = 0, partners: int = 1) -
     out = []
     for (dataset, _), found in items.items():
         label, group = found[0].label, found[0].group
-        own = {r.modality: _signals(r) for r in found}
+        own: dict[str, Signals] = {r.modality: _signals(r) for r in found}
         if len(own) > 1:
             out.append(Sample(own, label, group, dataset, "real"))
         out += [Sample({m: s}, label, group, dataset, "single") for m, s in own.items()
@@ -79,7 +79,8 @@ def make_samples(rows: Sequence[HeldOut], *, seed: int = 0, partners: int = 1) -
             if not others:
                 continue
             partner = rng.choice(pools[(rng.choice(others), label)])
-            extra = {r.modality: _signals(r) for r in partner if r.modality not in own}
+            extra: dict[str, Signals] = {r.modality: _signals(r) for r in partner
+                                         if r.modality not in own}
             out.append(Sample(own | extra, label, group, dataset, "pseudo"))
     return out
 
@@ -179,7 +180,7 @@ class CrossFit:
 
     @property
     def correct(self) -> np.ndarray:
-        return np.array([max(d, key=d.get) == s.label
+        return np.array([max(d, key=d.__getitem__) == s.label
                          for d, s in zip(self.distributions, self.samples, strict=True)])
 
 
@@ -233,11 +234,13 @@ def scores_by(fit_: CrossFit, *, kind: str | None = None, dataset: str | None = 
     if not chosen:
         return {}
     truth = [s.label for s, _ in chosen]
-    out = {"fusion": score(truth, [max(d, key=d.get) for _, d in chosen])}
+    out = {"fusion": score(truth, [max(d, key=d.__getitem__) for _, d in chosen])}
     for modality in MODALITIES:
         for source in ("model", "vote"):
             got = [getattr(s.signals.get(modality), source, None) if modality in s.signals
                    else None for s, _ in chosen]
-            if all(g is not None for g in got):
-                out[f"{modality} {source}"] = score(truth, [max(g, key=g.get) for g in got])
+            present = [g for g in got if g is not None]
+            if len(present) == len(got):
+                out[f"{modality} {source}"] = score(truth, [max(g, key=g.__getitem__)
+                                                            for g in present])
     return out

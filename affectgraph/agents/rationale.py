@@ -20,7 +20,7 @@ verdict's label in the fusion (:attr:`affectgraph.agents.fusion.Fused.pull`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from affectgraph.agents.fusion import Fused
@@ -149,5 +149,5 @@ def _step(claim: str) -> RationaleStep:
     return RationaleStep(claim=claim, cites=list(dict.fromkeys(ids)))
 
 
-def _cite(ids: object) -> str:
-    return ", ".join(compact_ids(list(ids)))  # type: ignore[arg-type]
+def _cite(ids: Iterable[str]) -> str:
+    return ", ".join(compact_ids(list(ids)))

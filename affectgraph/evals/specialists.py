@@ -260,20 +260,22 @@ class VoicePredictor(_Combined):
         model: list[Distribution | None] = [None] * len(items)
         if self.head is not None and ok.any():
             by_fold: dict[frozenset[str], list[int]] = {}
-            for row in np.flatnonzero(ok):
+            for row in map(int, np.flatnonzero(ok)):
                 by_fold.setdefault(items[row].held_out if self.refit else frozenset(),
-                                   []).append(int(row))
+                                   []).append(row)
             for held_out, rows in by_fold.items():
-                for row, dist in zip(rows, self._distributions(held_out, raw[rows]), strict=True):
+                dists = self._distributions(self.head, held_out, raw[rows])
+                for row, dist in zip(rows, dists, strict=True):
                     model[row] = dist
         reasons = [None if isinstance(v, np.ndarray) else v for v in found]
         return self._finish(items, model, raw, reasons)
 
-    def _distributions(self, held_out: frozenset[str], raw: np.ndarray) -> list[Distribution]:
-        """The shipped head's distributions, or with ``refit_head`` those of the head trained
+    def _distributions(self, head: Any, held_out: frozenset[str], raw: np.ndarray
+                       ) -> list[Distribution]:
+        """The shipped ``head``'s distributions, or with ``refit_head`` those of the head trained
         by the shipped recipe without the ``held_out`` groups (one per fold, kept)."""
         if not self.refit:
-            return self.head.distributions(raw)
+            return head.distributions(raw)
         if held_out not in self._fold_heads:
             from affectgraph.agents.fusion_data import fold_voice_head
             from affectgraph.heads.voice_training import VoiceHeadOptions, load_voice_data

@@ -14,6 +14,8 @@ verdict with a cited rationale, and ``verify`` checks every step before anything
 
 from __future__ import annotations
 
+from typing import Any
+
 from langgraph.graph import END, START, StateGraph
 
 from affectgraph.graphs import nodes
@@ -21,7 +23,7 @@ from affectgraph.graphs.context import AnalysisContext
 from affectgraph.graphs.state import AnalysisState
 
 
-def build_analysis_graph(context_schema: type = AnalysisContext) -> StateGraph:
+def build_analysis_graph(context_schema: type[Any] = AnalysisContext) -> StateGraph:
     """The uncompiled analysis graph, for callers that add or replace nodes before compiling.
 
     ``context_schema`` is the run context's type: an :class:`AnalysisContext`, or a type with
@@ -29,6 +31,8 @@ def build_analysis_graph(context_schema: type = AnalysisContext) -> StateGraph:
     :mod:`affectgraph.graphs.server`). To choose the specialists, swap the aggregator or add a
     review step, see :mod:`affectgraph.graphs.compose`.
     """
+    # type[Any], not type: from a bare type the checker infers a graph whose context is None,
+    # which no node taking a Runtime[AnalysisContext] fits
     graph = StateGraph(AnalysisState, context_schema=context_schema)
     graph.add_node("ingest", nodes.ingest)
     graph.add_node("speech", nodes.speech)

@@ -108,8 +108,8 @@ def answer(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     *history, last = state["messages"]
     question = last.text
     update: dict[str, Any] = {}
-    if runtime.context.llm is not None:
-        reply, found = _llm_reply(runtime.context, question, analysis, history)
+    if (llm := runtime.context.llm) is not None:
+        reply, found = _llm_reply(llm, runtime.context, question, analysis, history)
         if found is not None:  # new evidence the investigator gathered: citable from now on
             update["analysis"] = stored(found)
     else:
@@ -120,22 +120,23 @@ def answer(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
             "answers": [reply.model_dump(mode="json")]}
 
 
-def _llm_reply(ctx: ChatContext, question: str, analysis: Analysis, history: list[Any]
-               ) -> tuple[Answer, Analysis | None]:
+def _llm_reply(llm: BaseChatModel, ctx: ChatContext, question: str, analysis: Analysis,
+               history: list[Any]) -> tuple[Answer, Analysis | None]:
     """A model that calls tools answers as the investigator (it can look at the clip again:
     the face between two times at a higher rate, a turn's voice, the nearest exemplars); one
-    that cannot answers from the evidence alone."""
+    that cannot answers from the evidence alone. ``llm`` is the context's model, read once by
+    the caller (the server's context makes it in a property)."""
     from affectgraph.agents.chat_llm import answer_with_llm
     from affectgraph.agents.investigator import chat_answer, investigate
     from affectgraph.api import Analyzer
 
-    if not hasattr(ctx.llm, "bind_tools"):
-        return answer_with_llm(ctx.llm, question, analysis, history), None
+    if not hasattr(llm, "bind_tools"):  # a duck-typed model that is no BaseChatModel
+        return answer_with_llm(llm, question, analysis, history), None
     analyzer = ctx.analyzer or Analyzer()
     try:
-        found = investigate(analysis, question, ctx.llm, analyzer.toolbox)
+        found = investigate(analysis, question, llm, analyzer.toolbox)
     except ConfigError:  # e.g. the model cannot call tools after all
-        return answer_with_llm(ctx.llm, question, analysis, history), None
+        return answer_with_llm(llm, question, analysis, history), None
     return chat_answer(found, analysis), found.merged(analysis)
 
 

@@ -11,7 +11,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langgraph.graph import END
 from langgraph.runtime import Runtime
@@ -27,7 +27,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Node = Callable[[AnalysisState, Runtime[AnalysisContext]], dict[str, Any]]
+
+class Node(Protocol):
+    """A node of the analysis graph: ``(state, runtime) -> partial state update``.
+
+    A protocol rather than ``Callable[[AnalysisState, Runtime[...]], ...]``: a ``Callable``'s
+    parameters are positional-only, but LangGraph passes ``runtime`` by keyword, so its
+    ``StateGraph.add_node`` only accepts nodes whose parameter is named ``runtime``.
+    """
+
+    def __call__(self, state: AnalysisState, runtime: Runtime[AnalysisContext]
+                 ) -> dict[str, Any]: ...
 
 
 def ingest(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
@@ -227,10 +237,12 @@ def retrieve(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[st
     options = ctx.options.retrieval
     present = {e.modality for e in state.get("evidence", [])}
     chosen = [m for m in options.modalities if m in present]
-    libraries = {m: ctx.toolbox.get(("library", m), lambda m=m: load_library(m, ctx))
-                 for m in chosen}
-    vectorisers = {m: ctx.toolbox.get(("evidence-vectoriser", m),
-                                      lambda m=m: evidence_vectoriser(m, ctx)) for m in chosen}
+    libraries: dict[str, Any] = {
+        m: ctx.toolbox.get(("library", m), functools.partial(load_library, m, ctx))
+        for m in chosen}
+    vectorisers: dict[str, Any] = {
+        m: ctx.toolbox.get(("evidence-vectoriser", m),
+                           functools.partial(evidence_vectoriser, m, ctx)) for m in chosen}
     return {"exemplars": exemplars_for(state.get("evidence", []), libraries, vectorisers, options)}
 
 
@@ -291,9 +303,9 @@ def aggregate(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[s
             before = verdict.label
             verdict = _decide(state, ctx, found.closer_look(state.get("evidence", [])),
                               exemplars, clock)
-            note += (f"; decided again with its {len(found.evidence)} new records"
-                     + (f" ({before or 'abstained'} -> {verdict.label or 'abstained'})"
-                        if verdict.label != before else " (same label)"))
+            note = _joined(note, f"decided again with its {len(found.evidence)} new records"
+                           + (f" ({before or 'abstained'} -> {verdict.label or 'abstained'})"
+                              if verdict.label != before else " (same label)"))
     verdict = _llm_verdict({**state, "evidence": evidence, "exemplars": exemplars}, ctx, verdict)
     clock.lap("llm")
     if found is not None:
@@ -333,18 +345,18 @@ def _decide(state: AnalysisState, ctx: AnalysisContext, evidence: Sequence[Evide
                    options=options, missing=missing)
     clock.lap("aggregate")
     if ctx.options.mllm is not None:
-        verdict = _mllm_verdict(evidence, exemplars, ctx, verdict)
+        verdict = _mllm_verdict(evidence, exemplars, ctx, verdict, ctx.options.mllm)
         clock.lap("mllm")
     return verdict
 
 
 def _mllm_verdict(evidence: Sequence[Evidence], exemplars: Sequence[Any], ctx: AnalysisContext,
-                  fusion: Any) -> Any:
-    """The fine-tuned multimodal LLM's verdict, or the fusion one with the reason."""
+                  fusion: Any, folder: str) -> Any:
+    """The verdict of the fine-tuned multimodal LLM in ``folder``, or the fusion one with the
+    reason."""
     from affectgraph.agents.mllm.aggregator import load_mllm
     from affectgraph.agents.mllm.infer import mllm_verdict
 
-    folder = ctx.options.mllm
     model, manifest = ctx.toolbox.get(("mllm", folder), lambda: load_mllm(folder))
     embed = None
     if manifest.data.get("text_embeddings"):

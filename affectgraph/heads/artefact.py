@@ -84,7 +84,9 @@ class Head:
         if self.W1 is not None and self.b1 is not None:
             arrays |= {"W1": self.W1, "b1": self.b1}
         weights = out / "weights.npz"
-        np.savez(weights, **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+        # allow_pickle given, or mypy matches the **arrays against it; numeric arrays never pickle
+        np.savez(weights, allow_pickle=False,
+                 **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()
         manifest = self.manifest.model_copy(update={"weights_sha256": digest})
         (out / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")

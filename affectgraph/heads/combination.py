@@ -46,7 +46,7 @@ def predicted(distributions: np.ndarray, allowed: np.ndarray | None = None) -> l
     d = np.asarray(distributions, np.float64)
     if allowed is not None:
         d = np.where(allowed, d, -1.0)
-    missing = np.isnan(d).all(axis=1)
+    missing = np.all(np.isnan(d), axis=1)
     best = np.nan_to_num(d, nan=-2.0).argmax(axis=1)
     return ["none" if gone else LABELS[k] for k, gone in zip(best, missing, strict=True)]
 

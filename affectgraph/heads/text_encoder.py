@@ -145,7 +145,8 @@ def save_deltas(deltas: dict[str, np.ndarray], folder: str | Path) -> str:
             arrays[f"f32:{name}"] = delta.astype(np.float32)
     path = Path(folder) / ENCODER_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
+    # allow_pickle given, or mypy matches the **arrays against it; numeric arrays never pickle
+    np.savez_compressed(path, allow_pickle=False, **arrays)
     return file_revision(path)
 
 

@@ -167,7 +167,8 @@ def train_text_head(
     items = _training_items(data_root)
     base = embed_items(items, base_vec, progress)
     held = holdout_mask(base, options.holdout, seed)
-    vec, encoder = base_vec, None
+    vec: TextVectoriser | TunedTextVectoriser = base_vec
+    encoder = None
     if options.tuning.layers:
         encoder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="text-encoder-"))
         vec = tune_encoder(base.subset(~held), texts_of(items, base.ids), base_vec, options,
@@ -357,8 +358,8 @@ def library_votes(queries: np.ndarray, vec: TextVectoriser, data_root: str | Pat
     from affectgraph.retrieval.evaluate import knn_vote
 
     excluded = set(exclude)
-    library = embed_items([i for i in recipe_items("text", data_root) if i.id not in excluded],
-                          vec)
+    root = Path(data_root) if data_root else None  # as load_dataset reads it: "" is the default
+    library = embed_items([i for i in recipe_items("text", root) if i.id not in excluded], vec)
     return knn_vote(library.vectors, library.labels, queries, k=k)
 
 

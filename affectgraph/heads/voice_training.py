@@ -445,7 +445,8 @@ def evaluate_voice_head(
     settings = ("single", "speaker")
     logits, probabilities, votes, combined = (
         {s: np.zeros((len(data.y), len(LABELS))) for s in settings} for _ in range(4))
-    recipes, weights = [], {s: [] for s in settings}
+    recipes: list[Recipe] = []
+    weights: dict[str, list[float]] = {s: [] for s in settings}
     splits = list(_splits(data, data.actors, options.folds))
     for k, (train, test) in enumerate(splits):
         recipe, held = _choose(data, x, z, train, options)
@@ -537,8 +538,8 @@ def _manifest(setting: Setting, data: VoiceData, options: VoiceHeadOptions, reci
                     "ravdess_weighted_f1": round(s.weighted_f1, 4),
                     "protocol": _protocol(setting, evaluation.folds, options)}
         if setting in evaluation.comparison:
-            c = evaluation.comparison[setting]
-            for method, scores in (("knn", c.knn), ("combined", c.combined)):
+            compared = evaluation.comparison[setting]
+            for method, scores in (("knn", compared.knn), ("combined", compared.combined)):
                 metrics |= {f"ravdess_{method}_{m}": round(getattr(scores, m), 4)
                             for m in ("war", "uar", "macro_f1", "weighted_f1")}
     c, tess = recipe.single

@@ -17,11 +17,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from affectgraph.evidence import FaceEvidence, TranscriptEvidence, VoiceEvidence
+from affectgraph.errors import ConfigError
+from affectgraph.evidence import Evidence, FaceEvidence, TranscriptEvidence, VoiceEvidence
 from affectgraph.retrieval.library import ExemplarLibrary
 from affectgraph.retrieval.search import TEMPERATURE, Retrieval, search
 from affectgraph.verdict import Exemplar, compact_ids
@@ -49,6 +52,12 @@ class RetrievalOptions(BaseModel):
     temperature: float = Field(default=TEMPERATURE, gt=0)
 
 
+class TextEmbedder(Protocol):
+    """What text retrieval needs of its model (a :class:`~affectgraph.features.TextVectoriser`)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class EvidenceVectoriser:
     """Names the vectors a library was built with, and reads them off evidence records."""
@@ -58,26 +67,35 @@ class EvidenceVectoriser:
     revision: str
     dim: int
     names: tuple[str, ...] = ()  # voice: the feature order
-    embed: object = field(default=None, repr=False)  # text: a TextVectoriser
+    embed: TextEmbedder | None = field(default=None, repr=False)  # text: a TextVectoriser
 
-    def vectors(self, records: Sequence[object]) -> tuple[list[object], np.ndarray]:
+    def vectors(self, records: Sequence[object]) -> tuple[Sequence[Evidence], np.ndarray]:
         """The records that have a vector, and their vectors (n, dim)."""
+        kept: Sequence[Evidence]
+        rows: Sequence[npt.ArrayLike]
         if self.modality == "voice":
-            kept = [r for r in records if isinstance(r, VoiceEvidence) and r.features]
-            rows = [[r.features[n] for n in self.names] for r in kept]
+            voiced = [r for r in records if isinstance(r, VoiceEvidence) and r.features]
+            kept, rows = voiced, [[r.features[n] for n in self.names] for r in voiced]
         elif self.modality == "text":
-            kept = [r for r in records if isinstance(r, TranscriptEvidence) and r.text.strip()]
-            texts = [r.text for r in kept]
-            rows = [v for i in range(0, len(texts), EMBED_BATCH)
-                    for v in self.embed.embed(texts[i : i + EMBED_BATCH])]  # type: ignore[attr-defined]
+            said = [r for r in records if isinstance(r, TranscriptEvidence) and r.text.strip()]
+            kept, rows = said, self._embedded([r.text for r in said])
         else:
-            kept = [r for r in records if isinstance(r, FaceEvidence) and r.embedding is not None]
+            faces = [r for r in records if isinstance(r, FaceEvidence) and r.embedding is not None]
             # views of the float32 embeddings: no Python float per value (10k faces, 37 MB)
-            rows = [np.frombuffer(r.embedding, dtype=np.float32) for r in kept]
+            kept, rows = faces, [np.frombuffer(r.embedding, dtype=np.float32) for r in faces
+                                 if r.embedding is not None]
         return kept, np.asarray(rows, dtype=np.float32).reshape(len(kept), self.dim)
 
+    def _embedded(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """The embedding of each text, EMBED_BATCH texts per call of the model."""
+        if self.embed is None:
+            raise ConfigError(f"the {self.name} text vectoriser has no embedding model: pass "
+                              "embed=TextVectoriser(...) to EvidenceVectoriser")
+        return [v for i in range(0, len(texts), EMBED_BATCH)
+                for v in self.embed.embed(texts[i : i + EMBED_BATCH])]
 
-def exemplars_for(evidence: Sequence[object], libraries: Mapping[str, ExemplarLibrary],
+
+def exemplars_for(evidence: Sequence[Evidence], libraries: Mapping[str, ExemplarLibrary],
                   vectorisers: Mapping[str, EvidenceVectoriser],
                   options: RetrievalOptions = RetrievalOptions()) -> list[Exemplar]:
     """The exemplars nearest the evidence, per modality with a library (checked against its
@@ -86,12 +104,13 @@ def exemplars_for(evidence: Sequence[object], libraries: Mapping[str, ExemplarLi
     for modality, library in libraries.items():
         vec = vectorisers[modality]
         library.check_vectoriser(vec)
-        kept, raw = vec.vectors([r for r in evidence if r.modality == modality])  # type: ignore[attr-defined]
+        kept, raw = vec.vectors([r for r in evidence if r.modality == modality])
         if not kept:
             continue
-        keys = [r.id for r in kept]  # type: ignore[attr-defined]
+        keys = [r.id for r in kept]
         if modality == "face":
-            keys, raw = _face_queries(kept, raw, options.face_window)
+            faces = [r for r in kept if isinstance(r, FaceEvidence)]  # all are: for the checker
+            keys, raw = _face_queries(faces, raw, options.face_window)
         found = search(library, raw, k=options.k, exclude_groups=options.exclude_groups,
                        temperature=options.temperature)
         for key, retrieval in zip(keys, found, strict=True):
