@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from affectgraph.agents.mllm.aggregator import AGGREGATOR_HELP
-from affectgraph.commands import user_errors
+from affectgraph.commands import output_file, user_errors
 from affectgraph.errors import AffectGraphError, ConfigError
 
 app = typer.Typer(
@@ -66,6 +66,8 @@ def analyze(
     from affectgraph.progress import progress_display
     from affectgraph.summary import follow, render
 
+    output_file(json_out, "--json")
+    output_file(report, "--report")
     off = {"face": no_face, "voice": no_voice, "transcript": no_transcript}
     defaults = AnalyzeOptions()
     options = AnalyzeOptions(

@@ -94,7 +94,7 @@ def test_models_list_shows_licences() -> None:
 
 
 def test_stream_and_report(speech_wav: Path, tmp_path: Path) -> None:
-    report = tmp_path / "report.html"
+    report = tmp_path / "out" / "report.html"  # a folder that does not exist yet is made
     result = run("analyze", str(speech_wav), "--stream", "--report", str(report),
                  "--asr-model", "whisper-tiny.en", "--exclude-group", "ravdess_speech/actor01")
     assert result.returncode == 0, result.stderr
@@ -105,6 +105,17 @@ def test_stream_and_report(speech_wav: Path, tmp_path: Path) -> None:
     assert "actor01" not in result.stdout.split("exemplars", 1)[1].split("verdict")[0]
     html = report.read_text()
     assert "<svg" in html and "voice:0" in html
+
+
+def test_an_output_that_cannot_be_written_fails_before_the_analysis(speech_wav: Path,
+                                                                     tmp_path: Path) -> None:
+    result = run("analyze", str(speech_wav), "--json", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--json {tmp_path} is a folder; give a file name" in result.stderr
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = run("analyze", str(speech_wav), "--report", str(tmp_path / "taken" / "r.html"))
+    assert result.returncode == 2 and "cannot make its folder" in result.stderr
+    assert "analys" not in result.stdout.lower()
 
 
 def test_llm_verdict_falls_back_to_fusion_and_says_why(speech_wav: Path) -> None:

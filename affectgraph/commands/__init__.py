@@ -10,12 +10,13 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 
-from affectgraph.errors import AffectGraphError
+from affectgraph.errors import AffectGraphError, InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +36,21 @@ def user_errors(command: F) -> F:
         raise typer.Exit(2)
 
     return run  # type: ignore[return-value]
+
+
+def output_file(path: Path | None, option: str) -> None:
+    """Make ``path``'s folder (as ``mkdir -p``) before minutes of work are spent on what it will
+    hold; ``None`` and ``-`` (stdout) need nothing. A path that is a folder, or a folder that
+    cannot be made, is an :class:`~affectgraph.errors.InputError` naming the option."""
+    if path is None or str(path) == "-":
+        return
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder; give a file name inside it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{option} {path}: cannot make its folder {path.parent} "
+                         f"({exc.strerror or exc}); choose another path") from None
 
 
 def _first_error(exc: ValidationError) -> str:
