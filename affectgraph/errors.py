@@ -53,5 +53,5 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> ConfigError:
     """A :class:`ConfigError` for an unknown ``name``, with a "did you mean" and the valid names."""
     valid = sorted(valid)
     close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else "."
     return ConfigError(f"unknown {kind} {name!r}{hint} Valid: {', '.join(valid)}")
