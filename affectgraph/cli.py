@@ -6,6 +6,7 @@ problem and the fix, and exit with status 2; they never print a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +30,9 @@ app.add_typer(models_app, name="models")
 
 err = Console(stderr=True)
 PROGRESS_MIN_SECONDS = 5.0
+# The command line shows its own progress; Hugging Face's bars for loading weights (a few ms from
+# local files) would only interleave with it. Set the variable to 0 to see them again.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 @app.command()
 @user_errors
 def analyze(
