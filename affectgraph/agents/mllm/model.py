@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,9 +147,10 @@ class AffectMLLM(nn.Module):
             tokenizer, base_model = load_base(spec.base)
         hidden = int(base_model.get_input_embeddings().embedding_dim)
         try:
-            lm = get_peft_model(base_model, LoraConfig(
-                r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
-                target_modules=list(spec.lora.targets), task_type="CAUSAL_LM"))
+            with _quiet_peft():
+                lm = get_peft_model(base_model, LoraConfig(
+                    r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
+                    target_modules=list(spec.lora.targets), task_type="CAUSAL_LM"))
         except ValueError as exc:
             raise ConfigError(f"lora.targets {spec.lora.targets} do not fit {spec.base} ({exc});"
                               " name its linear layers, e.g. q_proj, v_proj") from None
@@ -301,7 +303,8 @@ class AffectMLLM(nn.Module):
         spec = manifest.spec
         if base_model is None:
             tokenizer, base_model = load_base(spec.base)
-        lm = PeftModel.from_pretrained(base_model, str(where / "adapter"))
+        with _quiet_peft():
+            lm = PeftModel.from_pretrained(base_model, str(where / "adapter"))
         connectors = nn.ModuleDict({m: build_connector(m, s, manifest.hidden_size)
                                     for m, s in spec.connectors.items()})
         model = cls(tokenizer, lm, connectors, spec, manifest.hidden_size).to(
@@ -347,3 +350,13 @@ def read_manifest(folder: Path) -> Manifest:
     if data.get("kind") != MANIFEST_KIND:
         raise InputError(f"{file}: kind {data.get('kind')!r} is not {MANIFEST_KIND!r}")
     return Manifest.model_validate(data)
+
+
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft reads transformers' deprecated ``is_gradient_checkpointing`` when it wraps a model;
+    the FutureWarning that prints is about peft, not about anything a user can change."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        yield
