@@ -13,11 +13,13 @@ from affectgraph import media
 from affectgraph.errors import ConfigError, MediaError
 from affectgraph.evidence import TimeSpan
 from affectgraph.segments import (
+    FRAME,
     FRAME_SECONDS,
     Segmenter,
     TurnOptions,
     VadModel,
     find_turns,
+    voicing,
 )
 
 from .conftest import write_video, write_wav
@@ -199,3 +201,35 @@ def test_options_are_checked() -> None:
         TurnOptions(roles=("agent", " "))
     with pytest.raises(pydantic.ValidationError, match="twice pad"):
         TurnOptions(max_turn=2.0, pad=0.6)
+
+
+@pytest.mark.parametrize("name", ["03-01-03-02-01-01-06.wav", "03-01-05-02-01-01-06.wav",
+                                  "03-01-06-02-01-01-06.wav"])
+def test_shouted_speech_keeps_its_turn_where_silero_doubts_it(data_dir: Path, vad: VadModel,
+                                                              name: str) -> None:
+    # Silero passes 0.4 for a few frames, then drops while the actress shouts the sentence.
+    clip = data_dir / "ravdess_speech" / "wav" / "Actor_06" / name
+    assert find_turns(clip, options=TurnOptions(loud_db=None), vad=vad) == []
+    [turn] = find_turns(clip, vad=vad)
+    assert turn.span.start < 0.8 and turn.span.duration > 1.2
+
+
+def test_loud_noise_after_speech_does_not_hold_the_turn_open(data_dir: Path, tmp_path: Path,
+                                                             vad: VadModel) -> None:
+    speech = media.read_audio(
+        data_dir / "ravdess_speech/wav/Actor_01/03-01-05-02-01-01-01.wav", mono=True)[0][: 3 * SR]
+    level = float(np.sqrt(np.mean(speech[np.abs(speech) > 0.02] ** 2)))
+    noise = np.random.default_rng(0).normal(0, level, 5 * SR).astype(np.float32)
+    path = write_wav(tmp_path / "then-noise.wav", np.concatenate([speech, noise]))
+    alone = find_turns(path, options=TurnOptions(loud_db=None), vad=vad)
+    assert find_turns(path, vad=vad) == alone
+    assert alone and alone[-1].span.end < 4.0
+
+
+def test_voicing_tells_a_pitched_frame_from_noise() -> None:
+    t = np.arange(FRAME) / SR
+    frames = np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 800 * t),
+                       np.random.default_rng(0).normal(size=FRAME), np.zeros(FRAME)])
+    pitched_low, pitched_high, noise, silence = voicing(frames.astype(np.float32))
+    assert pitched_low > 0.8 and pitched_high > 0.8
+    assert noise < 0.2 and silence == 0.0
