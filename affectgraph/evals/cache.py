@@ -1,10 +1,11 @@
 """Per-item results of evaluation runs, cached in SQLite so an interrupted run resumes.
 
 One database per run key (task, its version and source, modality, label set, predictor spec and
-revision) under ``$AFFECTGRAPH_HOME/evals/``; one row per scored item, keyed by what the
-prediction depends on (the fold, the item id, its label and its file's size and time, or its
-text), committed after every batch. Running the same command again computes only the items
-without a row; a changed model revision or task version starts a new database.
+revision, affectgraph's version) under ``$AFFECTGRAPH_HOME/evals/``; one row per scored item,
+keyed by what the prediction depends on (the fold, the item id, its label and its file's size
+and time, or its text), committed after every batch. Running the same command again computes
+only the items without a row; a changed model revision, task version or affectgraph release
+starts a new database.
 """
 
 from __future__ import annotations

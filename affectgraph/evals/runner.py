@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
+import affectgraph
 from affectgraph.errors import AffectGraphError, ConfigError, InputError
 from affectgraph.evals.cache import ResultCache, default_folder, item_key, run_key
 from affectgraph.evals.predictors import (
@@ -169,8 +170,10 @@ def _run_into(folder: Path, plan: Plan, spec: PredictorSpec, revision: str, opti
     from affectgraph.evals.report import write_outputs
 
     task = plan.task
+    # affectgraph's version too: a new release recomputes what older code predicted
     key = run_key({"task": task.name, "version": task.task.version, "source": task.task.source,
-                   "spec": _key_spec(spec), "revision": revision})
+                   "spec": _key_spec(spec), "revision": revision,
+                   "affectgraph": affectgraph.__version__})
     cache = ResultCache.open(options.cache or default_folder(), task.name, key,
                              fresh=not options.resume)
     try:
