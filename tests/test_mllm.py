@@ -462,3 +462,33 @@ def test_eval_of_the_graph_with_an_mllm_scores_its_own_answers(tmp_path, tiny_sa
         if not prediction.answer.used:  # the graph's verdict is then fusion's, saying why
             assert "gave no usable answer" in prediction.answer.reason
     assert "## The aggregator model's own answers" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_cached_voice_vectors_read_the_unperturbed_cache_only(data_dir: Path,
+                                                               tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    from affectgraph.agents.mllm.sources import cached_voice_vectors
+    from affectgraph.datasets import load_dataset
+    from affectgraph.features import extract
+
+    class Fixed:  # a voice vectoriser writing one constant vector per item into the cache
+        modality, dim, revision = "voice", 88, version("opensmile")
+
+        def __init__(self, name: str, value: float) -> None:
+            self.name, self.value = name, value
+
+        def vectorise(self, items):
+            return [np.full(self.dim, self.value, np.float32) for _ in items]
+
+        def from_evidence(self, record):
+            return None
+
+    items = load_dataset("ravdess_speech", root=data_dir)[:3]
+    with pytest.raises(InputError, match="no cached eGeMAPS features of opensmile"):
+        cached_voice_vectors(items, cache=tmp_path)
+    extract(items[:2], Fixed("egemaps-v02", 1.0), cache=tmp_path)
+    extract(items, Fixed("egemaps-v02-speed1.1", 2.0), cache=tmp_path)  # newer, perturbed
+    first, second, missing = cached_voice_vectors(items, cache=tmp_path)
+    assert first is not None and second is not None and missing is None
+    assert float(first[0]) == float(second[0]) == 1.0

@@ -124,18 +124,21 @@ def speech_clip(item: Item, *, voice: np.ndarray, voice_distribution: Mapping[st
 
 def cached_voice_vectors(items: Sequence[Item], *, cache: Path | None = None
                          ) -> list[np.ndarray | None]:
-    """Each item's eGeMAPS functionals from the feature cache (``None`` when it has none);
-    :class:`InputError` when there is no cache (extract the features first)."""
+    """Each item's eGeMAPS functionals from the feature cache of the installed openSMILE
+    (``None`` when it has none); :class:`InputError` when there is no such cache (extract the
+    features first). Only that file: the cache folder also holds the speed-perturbed copies
+    the voice head training makes (``egemaps-v02-speed0.9-...``)."""
+    from importlib.metadata import version
+
     from affectgraph.features import extract
     from affectgraph.models import cache_home
 
     folder = cache or cache_home() / "features"
-    files = sorted(folder.glob(f"{VOICE_CACHE}-*.sqlite"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        raise InputError(f"no cached eGeMAPS features in {folder}; extract them first "
-                         "(affectgraph.features.extract with the voice vectoriser, as the voice "
-                         "head training does)")
-    revision = files[-1].stem[len(VOICE_CACHE) + 1:]
+    revision = version("opensmile")  # what VoiceModel records as its revision
+    if not (folder / f"{VOICE_CACHE}-{revision}.sqlite").is_file():
+        raise InputError(f"no cached eGeMAPS features of opensmile {revision} in {folder}; "
+                         "extract them first (affectgraph.features.extract with the voice "
+                         "vectoriser, as the voice head training does)")
     features = extract(items, _CacheOnly(revision), cache=folder)
     return [features.vectors[n] if features.ok[n] else None for n in range(len(items))]
 
