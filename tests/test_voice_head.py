@@ -315,7 +315,15 @@ def test_the_analysis_graph_reads_the_encoder_head_when_asked(data_dir: Path) ->
     wav = _actor01_wav(data_dir, "05")
     plain = Analyzer(AnalyzeOptions(specialists=("voice",))).analyze(wav).of("voice")
     options = AnalyzeOptions(specialists=("voice",), voice=VoiceOptions(encoder=ENCODER))
-    encoded = Analyzer(options).analyze(wav).of("voice")
+    analyzer = Analyzer(options)
+    encoded = analyzer.analyze(wav).of("voice")
+    # the encoder is the speech recogniser's own Whisper (base is the transcript default): one copy
+    def unloaded() -> None:
+        pytest.fail("the analysis should have loaded it")
+
+    asr = analyzer.toolbox.get(("asr", ENCODER, "faster-whisper", 2), unloaded)
+    encoding = analyzer.toolbox.get(("speech-encoding", ENCODER), unloaded)
+    assert encoding.whisper is asr.engine.model
     assert len(plain) == len(encoded) >= 1
     record = encoded[0]
     assert record.model.name.endswith("voice-head+whisper-base")

@@ -141,12 +141,9 @@ def voice(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, 
     options = ctx.options.voice
     model = ctx.toolbox.get(("voice",), VoiceModel.load)
     if options.encoder is not None:
-        from affectgraph.speech_encoding import SpeechEncoding
-
         encoder = options.encoder
         model = dataclasses.replace(model, encoding=ctx.toolbox.get(
-            ("speech-encoding", encoder),
-            lambda: SpeechEncoding.load(encoder, ctx.toolbox.registry)))
+            ("speech-encoding", encoder), lambda: _speech_encoding(ctx, encoder)))
     head = (ctx.toolbox.get(("voice-head", options.encoder),
                             lambda: load_voice_head(encoder=options.encoder))
             if options.head else None)
@@ -161,14 +158,35 @@ def voice(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, 
     return {"evidence": evidence}
 
 
+def _speech_encoding(ctx: AnalysisContext, encoder: str) -> Any:
+    """The Whisper encoder of the voice heads: the transcript specialist's own model when it is
+    the same one (one copy in memory, loaded once), else a copy of its own."""
+    from affectgraph.speech_encoding import SpeechEncoding
+
+    asr_options = ctx.options.transcript
+    if asr_options.backend == "faster-whisper" and asr_options.model == encoder:
+        asr = _asr_model(ctx)
+        return SpeechEncoding.from_whisper(asr.engine.model, asr.ref)
+    return SpeechEncoding.load(encoder, ctx.toolbox.registry)
+
+
+def _asr_model(ctx: AnalysisContext) -> Any:
+    """The transcript specialist's speech recogniser, from the toolbox."""
+    from affectgraph.tools.transcript import TranscriptModel
+
+    options = ctx.options.transcript
+    threads = max(ctx.toolbox.threads, options.threads)
+    return ctx.toolbox.get(
+        ("asr", options.model, options.backend, threads),
+        lambda: TranscriptModel.load(options.model, ctx.toolbox.registry, backend=options.backend,
+                                     threads=threads),
+    )
+
+
 @guarded("transcript")
 def transcript(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[str, Any]:
     from affectgraph.tools.text_emotion import load_text_emotion
-    from affectgraph.tools.transcript import (
-        TranscriptModel,
-        analyze_transcript,
-        transcript_from_file,
-    )
+    from affectgraph.tools.transcript import analyze_transcript, transcript_from_file
 
     ctx = runtime.context
     options = ctx.options.transcript
@@ -178,14 +196,8 @@ def transcript(state: AnalysisState, runtime: Runtime[AnalysisContext]) -> dict[
         evidence = transcript_from_file(given, duration=state["media"].duration,
                                         options=options, text_emotion=text_model)
         return {"evidence": evidence}
-    threads = max(ctx.toolbox.threads, options.threads)
-    asr = ctx.toolbox.get(
-        ("asr", options.model, options.backend, threads),
-        lambda: TranscriptModel.load(options.model, ctx.toolbox.registry, backend=options.backend,
-                                     threads=threads),
-    )
     evidence = analyze_transcript(state["path"], state.get("turns", []), options=options,
-                                  model=asr, text_emotion=text_model,
+                                  model=_asr_model(ctx), text_emotion=text_model,
                                   progress=lambda s: ctx.progress("transcript", s))
     return {"evidence": evidence}
 
