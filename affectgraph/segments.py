@@ -250,7 +250,7 @@ class Segmenter:
             return
         self.energy.append(energy)
         self.peak = max(self.peak, energy)
-        if p >= self.threshold or (voiced >= _VOICED and self._as_loud_as_speech(p, energy)):
+        if p >= self.threshold or self._as_loud_as_speech(energy, voiced):
             self.silence = None
         elif p < self.negative:
             self.silence = i if self.silence is None else self.silence
@@ -260,10 +260,10 @@ class Segmenter:
         if i + 1 - self.start > self.max_frames:
             self._cut_at_quietest()
 
-    def _as_loud_as_speech(self, p: float, energy: float) -> bool:
-        """Whether a frame Silero doubts is as loud as the open turn's speech and well above
-        the noise floor (so steady loud sound does not hold a turn open for long)."""
-        if self.loud is None or p >= self.threshold or energy < self.peak * self.loud:
+    def _as_loud_as_speech(self, energy: float, voiced: float) -> bool:
+        """Whether a frame Silero doubts is periodic, as loud as the open turn's speech and well
+        above the noise floor (so steady loud sound does not hold a turn open for long)."""
+        if self.loud is None or voiced < _VOICED or energy < self.peak * self.loud:
             return False
         floor = float(np.percentile(self.recent, 10))
         return energy * self.loud >= floor
